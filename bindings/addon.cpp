@@ -1,0 +1,130 @@
+// Module entry: registers the handle classes and the free functions of the addon.
+// lib/native.ts is the only JavaScript that loads this module.
+#include <napi.h>
+
+#include "../native/core/blas.h"
+#include "../native/core/cpu_info.h"
+#include "../native/core/device.h"
+#include "../native/core/thread_pool.h"
+#include "../native/ops/matmul.h"
+#include "addon_data.h"
+#include "args.h"
+#include "engine_handle.h"
+#include "errors.h"
+#include "tensor_handle.h"
+
+#ifndef R1V_VERSION
+#define R1V_VERSION "0.0.0"
+#endif
+
+namespace r1v::bindings {
+
+namespace {
+
+// setErrorClass(R1VError): native errors are thrown as `new R1VError(code, message)`.
+Napi::Value set_error_class(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    expect_count(info, 1, 1, "setErrorClass");
+    if (!info[0].IsFunction()) fail(ErrorCode::Argument, "errorClass must be a constructor");
+    AddonData::get(info.Env())->error_class = Napi::Persistent(info[0].As<Napi::Function>());
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value devices(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    expect_count(info, 0, 0, "devices");
+    std::vector<DeviceInfo> list = list_devices();
+    Napi::Array out = Napi::Array::New(env, list.size());
+    for (size_t i = 0; i < list.size(); ++i) {
+      const DeviceInfo& d = list[i];
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("id", d.device.id());
+      o.Set("kind", d.device.is_cpu() ? "cpu" : "cuda");
+      o.Set("name", d.name);
+      if (d.device.is_cpu()) {
+        o.Set("threads", d.threads);
+      } else {
+        o.Set("memoryBytes", static_cast<double>(d.memory_bytes));
+        Napi::Array cc = Napi::Array::New(env, 2);
+        cc.Set(0u, d.compute_major);
+        cc.Set(1u, d.compute_minor);
+        o.Set("computeCapability", cc);
+        o.Set("multiprocessors", d.multiprocessors);
+      }
+      out.Set(static_cast<uint32_t>(i), o);
+    }
+    return out;
+  });
+}
+
+Napi::Value build_info(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    expect_count(info, 0, 0, "buildInfo");
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("version", R1V_VERSION);
+    o.Set("cuda", built_with_cuda());
+    o.Set("cudaArchitectures", cuda_architectures());
+    const BlasLibrary* lib = blas();
+    o.Set("blas", lib ? Napi::Value(Napi::String::New(env, lib->path)) : env.Null());
+    o.Set("cpuIsa", cpu_info().isa);
+    o.Set("threads", ThreadPool::global().num_threads());
+    return o;
+  });
+}
+
+// matmul(a, b, { transA?, transB? }?)
+Napi::Value matmul(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    expect_count(info, 2, 3, "matmul");
+    const Tensor& a = TensorHandle::unwrap(info[0], "matmul: a");
+    const Tensor& b = TensorHandle::unwrap(info[1], "matmul: b");
+    auto options = read_options(info.Length() > 2 ? info[2] : env.Undefined(), "matmul: options");
+    MatmulOptions o;
+    o.trans_a = read_bool_option(options, "transA", "matmul", false);
+    o.trans_b = read_bool_option(options, "transB", "matmul", false);
+    return TensorHandle::wrap(env, r1v::matmul(a, b, o));
+  });
+}
+
+// measureCpuPeakGflops(seconds): the machine's fp32 FMA rate over all pool threads.
+Napi::Value measure_cpu_peak(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    expect_count(info, 1, 1, "measureCpuPeakGflops");
+    double seconds = read_number(info[0], "seconds");
+    if (!(seconds > 0 && seconds <= 10)) fail(ErrorCode::Argument, "seconds must be in (0, 10], got ", seconds);
+    return Napi::Number::New(info.Env(), measure_cpu_peak_gflops(seconds));
+  });
+}
+
+Napi::Object init(Napi::Env env, Napi::Object exports) {
+  auto* data = new AddonData();
+  env.SetInstanceData<AddonData>(data);
+  Napi::Function tensor_class = TensorHandle::define(env);
+  Napi::Function engine_class = EngineHandle::define(env);
+  data->tensor_class = Napi::Persistent(tensor_class);
+  data->engine_class = Napi::Persistent(engine_class);
+  data->completions = Napi::ThreadSafeFunction::New(env, Napi::Function::New(env, [](const Napi::CallbackInfo&) {}),
+                                                    "r1v.completions", 0, 1);
+  data->completions.Unref(env);  // only pending Promises keep the process alive
+
+  exports.Set("TensorHandle", tensor_class);
+  exports.Set("EngineHandle", engine_class);
+  exports.Set("setErrorClass", Napi::Function::New(env, set_error_class, "setErrorClass"));
+  exports.Set("devices", Napi::Function::New(env, devices, "devices"));
+  exports.Set("buildInfo", Napi::Function::New(env, build_info, "buildInfo"));
+  exports.Set("matmul", Napi::Function::New(env, matmul, "matmul"));
+  exports.Set("measureCpuPeakGflops", Napi::Function::New(env, measure_cpu_peak, "measureCpuPeakGflops"));
+  return exports;
+}
+
+}  // namespace
+
+}  // namespace r1v::bindings
+
+static Napi::Object init_r1v(Napi::Env env, Napi::Object exports) { return r1v::bindings::init(env, exports); }
+
+NODE_API_MODULE(r1v, init_r1v)

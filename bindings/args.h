@@ -1,0 +1,32 @@
+// Checked readers for JavaScript arguments. Each throws r1v::Error naming the argument,
+// so bad input from JavaScript becomes an R1VError instead of undefined behaviour.
+#pragma once
+#include <napi.h>
+
+#include <optional>
+#include <string>
+
+#include "../native/core/tensor.h"
+
+namespace r1v::bindings {
+
+void expect_count(const Napi::CallbackInfo& info, size_t min, size_t max, const char* fn);
+std::string read_string(const Napi::Value& v, const char* name);
+bool read_bool(const Napi::Value& v, const char* name);
+double read_number(const Napi::Value& v, const char* name);
+// A non-negative integer ≤ 2^53 − 1.
+uint64_t read_index(const Napi::Value& v, const char* name);
+// An array of non-negative integer dimensions (at most 8).
+Shape read_shape(const Napi::Value& v, const char* name);
+DType read_dtype(const Napi::Value& v, const char* name);
+// An object or undefined; throws for anything else.
+std::optional<Napi::Object> read_options(const Napi::Value& v, const char* name);
+bool read_bool_option(const std::optional<Napi::Object>& options, const char* key, const char* fn, bool fallback);
+
+// Throws unless `this` is an object created by the named handle class (tagged at birth),
+// so a method borrowed onto another object cannot reinterpret it.
+void check_receiver(const Napi::CallbackInfo& info, const napi_type_tag* tag, const char* cls);
+
+Napi::Array shape_to_js(Napi::Env env, const Shape& shape);
+
+}  // namespace r1v::bindings

@@ -1,0 +1,211 @@
+#include "engine_handle.h"
+
+#include "../native/ops/fill.h"
+#include "../native/ops/randn.h"
+#include "addon_data.h"
+#include "args.h"
+#include "errors.h"
+#include "tensor_handle.h"
+
+namespace r1v::bindings {
+
+namespace {
+const napi_type_tag kEngineTag = {0x7231762d656e6769ULL, 0x6e652d68616e646cULL};
+}  // namespace
+
+Napi::Function EngineHandle::define(Napi::Env env) {
+  return DefineClass(env, "EngineHandle",
+                     {InstanceAccessor<&EngineHandle::device>("device"),
+                      InstanceAccessor<&EngineHandle::seed>("seed"),
+                      InstanceAccessor<&EngineHandle::disposed>("disposed"),
+                      InstanceMethod<&EngineHandle::tensor>("tensor"),
+                      InstanceMethod<&EngineHandle::full>("full"),
+                      InstanceMethod<&EngineHandle::randn>("randn"),
+                      InstanceMethod<&EngineHandle::memory_stats>("memoryStats"),
+                      InstanceMethod<&EngineHandle::reset_peak_memory>("resetPeakMemory"),
+                      InstanceMethod<&EngineHandle::set_cpu_gemm>("setCpuGemm"),
+                      InstanceMethod<&EngineHandle::synchronize>("synchronize"),
+                      InstanceMethod<&EngineHandle::synchronize_sync>("synchronizeSync"),
+                      InstanceMethod<&EngineHandle::dispose>("dispose")});
+}
+
+// new EngineHandle(device: 'cpu' | 'cuda:N', seed: non-negative integer)
+EngineHandle::EngineHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<EngineHandle>(info) {
+  guarded(info.Env(), [&]() -> Napi::Value {
+    expect_count(info, 2, 2, "new EngineHandle");
+    Device device = parse_device(read_string(info[0], "device"));
+    uint64_t seed = read_index(info[1], "seed");
+    ctx_ = Context::create(device, seed);
+    info.This().As<Napi::Object>().TypeTag(&kEngineTag);
+    return info.Env().Undefined();
+  });
+}
+
+const std::shared_ptr<Context>& EngineHandle::live() const {
+  if (!ctx_ || ctx_->disposed()) fail(ErrorCode::Disposed, "the engine is disposed");
+  return ctx_;
+}
+
+Napi::Value EngineHandle::device(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    check_receiver(info, &kEngineTag, "EngineHandle");
+    return Napi::String::New(info.Env(), ctx_->device().id());
+  });
+}
+
+Napi::Value EngineHandle::seed(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    check_receiver(info, &kEngineTag, "EngineHandle");
+    return Napi::Number::New(info.Env(), static_cast<double>(ctx_->seed()));
+  });
+}
+
+Napi::Value EngineHandle::disposed(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    check_receiver(info, &kEngineTag, "EngineHandle");
+    return Napi::Boolean::New(info.Env(), ctx_->disposed());
+  });
+}
+
+// tensor(data: Float32Array | Float64Array | Int32Array | number[], shape, dtype)
+Napi::Value EngineHandle::tensor(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    check_receiver(info, &kEngineTag, "EngineHandle");
+    expect_count(info, 3, 3, "tensor");
+    const auto& ctx = live();
+    Shape shape = read_shape(info[1], "shape");
+    DType dtype = read_dtype(info[2], "dtype");
+    Napi::Value data = info[0];
+    if (data.IsTypedArray()) {
+      Napi::TypedArray array = data.As<Napi::TypedArray>();
+      HostType type;
+      switch (array.TypedArrayType()) {
+        case napi_float32_array: type = HostType::F32; break;
+        case napi_float64_array: type = HostType::F64; break;
+        case napi_int32_array: type = HostType::I32; break;
+        default: fail(ErrorCode::Argument, "data must be a Float32Array, Float64Array, Int32Array or number[]");
+      }
+      const void* host = static_cast<const uint8_t*>(array.ArrayBuffer().Data()) + array.ByteOffset();
+      return TensorHandle::wrap(env, tensor_from_host(ctx, shape, dtype, host, type, array.ElementLength()));
+    }
+    if (data.IsArray()) {
+      Napi::Array array = data.As<Napi::Array>();
+      std::vector<double> values(array.Length());
+      for (uint32_t i = 0; i < values.size(); ++i) {
+        Napi::Value v = array.Get(i);
+        if (!v.IsNumber()) fail(ErrorCode::Argument, "data[", i, "] must be a number");
+        values[i] = v.As<Napi::Number>().DoubleValue();
+      }
+      return TensorHandle::wrap(env, tensor_from_host(ctx, shape, dtype, values.data(), HostType::F64, values.size()));
+    }
+    fail(ErrorCode::Argument, "data must be a Float32Array, Float64Array, Int32Array or number[]");
+  });
+}
+
+// full(shape, dtype, value)
+Napi::Value EngineHandle::full(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    check_receiver(info, &kEngineTag, "EngineHandle");
+    expect_count(info, 3, 3, "full");
+    const auto& ctx = live();
+    Shape shape = read_shape(info[0], "shape");
+    DType dtype = read_dtype(info[1], "dtype");
+    double value = read_number(info[2], "value");
+    return TensorHandle::wrap(env, r1v::full(ctx, shape, dtype, value));
+  });
+}
+
+// randn(shape, dtype, seed?: non-negative integer)
+Napi::Value EngineHandle::randn(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    check_receiver(info, &kEngineTag, "EngineHandle");
+    expect_count(info, 2, 3, "randn");
+    const auto& ctx = live();
+    Shape shape = read_shape(info[0], "shape");
+    DType dtype = read_dtype(info[1], "dtype");
+    std::optional<uint64_t> seed;
+    if (info.Length() == 3 && !info[2].IsUndefined()) seed = read_index(info[2], "seed");
+    return TensorHandle::wrap(env, r1v::randn(ctx, shape, dtype, seed));
+  });
+}
+
+Napi::Value EngineHandle::memory_stats(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    check_receiver(info, &kEngineTag, "EngineHandle");
+    MemoryStats s = ctx_->allocator().stats();
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("allocatedBytes", static_cast<double>(s.allocated_bytes));
+    out.Set("peakBytes", static_cast<double>(s.peak_bytes));
+    out.Set("reservedBytes", static_cast<double>(s.reserved_bytes));
+    return out;
+  });
+}
+
+Napi::Value EngineHandle::reset_peak_memory(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    check_receiver(info, &kEngineTag, "EngineHandle");
+    ctx_->allocator().reset_peak();
+    return info.Env().Undefined();
+  });
+}
+
+// setCpuGemm('auto' | 'builtin' | 'blas'): which CPU GEMM matmul uses (benchmarks, tests).
+Napi::Value EngineHandle::set_cpu_gemm(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    check_receiver(info, &kEngineTag, "EngineHandle");
+    expect_count(info, 1, 1, "setCpuGemm");
+    std::string name = read_string(info[0], "backend");
+    CpuGemmBackend backend;
+    if (name == "auto") backend = CpuGemmBackend::Auto;
+    else if (name == "builtin") backend = CpuGemmBackend::Builtin;
+    else if (name == "blas") backend = CpuGemmBackend::Blas;
+    else fail(ErrorCode::Argument, "backend '", name, "' must be 'auto', 'builtin' or 'blas'");
+    live()->set_cpu_gemm(backend);
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value EngineHandle::synchronize(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    check_receiver(info, &kEngineTag, "EngineHandle");
+    expect_count(info, 0, 0, "synchronize");
+    std::shared_ptr<Context> ctx = live();
+    PendingPromise* pending = PendingPromise::begin(env, [](Napi::Env e) -> Napi::Value { return e.Undefined(); });
+    Napi::Promise promise = pending->promise();
+    ctx->stream().enqueue([ctx, pending] {
+      std::exception_ptr error;
+      try {
+        ctx->stream().wait_device();
+      } catch (...) {
+        error = std::current_exception();
+      }
+      if (!error) error = ctx->stream().take_error();
+      pending->finish(error);
+    });
+    return promise;
+  });
+}
+
+Napi::Value EngineHandle::synchronize_sync(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    check_receiver(info, &kEngineTag, "EngineHandle");
+    expect_count(info, 0, 0, "synchronizeSync");
+    live()->stream().synchronize();
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value EngineHandle::dispose(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    check_receiver(info, &kEngineTag, "EngineHandle");
+    ctx_->dispose();
+    return info.Env().Undefined();
+  });
+}
+
+}  // namespace r1v::bindings

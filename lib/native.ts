@@ -1,0 +1,109 @@
+// The only module that loads the native addon. Everything else goes through `native()`.
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { R1VError } from './errors.js';
+
+export type NativeDType = 'f32' | 'bf16' | 'f16' | 'i32';
+
+export interface NativeTensor {
+  readonly shape: number[];
+  readonly dtype: NativeDType;
+  readonly device: string;
+  readonly numel: number;
+  readonly disposed: boolean;
+  toArray(): Promise<Float32Array | Int32Array>;
+  toArraySync(): Float32Array | Int32Array;
+  dispose(): void;
+}
+
+export interface NativeMemoryStats {
+  allocatedBytes: number;
+  peakBytes: number;
+  reservedBytes: number;
+}
+
+export interface NativeEngine {
+  readonly device: string;
+  readonly seed: number;
+  readonly disposed: boolean;
+  tensor(data: Float32Array | Float64Array | Int32Array | number[], shape: number[], dtype: NativeDType): NativeTensor;
+  full(shape: number[], dtype: NativeDType, value: number): NativeTensor;
+  randn(shape: number[], dtype: NativeDType, seed?: number): NativeTensor;
+  memoryStats(): NativeMemoryStats;
+  resetPeakMemory(): void;
+  setCpuGemm(backend: 'auto' | 'builtin' | 'blas'): void;
+  synchronize(): Promise<void>;
+  synchronizeSync(): void;
+  dispose(): void;
+}
+
+export interface NativeDeviceInfo {
+  id: string;
+  kind: 'cpu' | 'cuda';
+  name: string;
+  threads?: number;
+  memoryBytes?: number;
+  computeCapability?: [number, number];
+  multiprocessors?: number;
+}
+
+export interface NativeBuildInfo {
+  version: string;
+  cuda: boolean;
+  cudaArchitectures: string;
+  blas: string | null;
+  cpuIsa: string;
+  threads: number;
+}
+
+export interface NativeAddon {
+  EngineHandle: new (device: string, seed: number) => NativeEngine;
+  TensorHandle: abstract new (...args: never[]) => NativeTensor;
+  setErrorClass(errorClass: typeof R1VError): void;
+  devices(): NativeDeviceInfo[];
+  buildInfo(): NativeBuildInfo;
+  matmul(a: NativeTensor, b: NativeTensor, options?: { transA?: boolean; transB?: boolean }): NativeTensor;
+  measureCpuPeakGflops(seconds: number): number;
+}
+
+const packageRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+
+/** Where the addon is looked for, in order: $R1V_ADDON, then the cmake-js / node-gyp outputs. */
+export function addonCandidates(): string[] {
+  const fromEnv = process.env.R1V_ADDON;
+  if (fromEnv) return [resolve(fromEnv)];
+  return [join(packageRoot, 'build', 'Release', 'r1v.node'), join(packageRoot, 'build', 'Debug', 'r1v.node')];
+}
+
+let loaded: NativeAddon | undefined;
+
+/** The native addon, loaded on first use. Throws one R1VError('IO') that says how to rebuild. */
+export function native(): NativeAddon {
+  if (loaded) return loaded;
+  const require = createRequire(import.meta.url);
+  const tried: string[] = [];
+  for (const path of addonCandidates()) {
+    if (!existsSync(path)) {
+      tried.push(`${path} (not found)`);
+      continue;
+    }
+    try {
+      const addon = require(path) as NativeAddon;
+      addon.setErrorClass(R1VError);
+      loaded = addon;
+      return addon;
+    } catch (error) {
+      tried.push(`${path} (${error instanceof Error ? error.message : String(error)})`);
+    }
+  }
+  throw new R1VError(
+    'IO',
+    `r1v could not load its native addon. Tried:\n  ${tried.join('\n  ')}\n` +
+      `Rebuild it with \`npm run build:addon\` in the r1v checkout (or \`npm rebuild r1v\` in a project that ` +
+      `depends on it). It needs a C++20 compiler and cmake ≥ 3.24 (or python3 and make for the node-gyp ` +
+      `fallback); nvcc adds the CUDA backend. Set R1V_ADDON=/path/to/r1v.node to load a specific build.`,
+  );
+}

@@ -1,0 +1,131 @@
+// Context (one per engine: device, allocator, stream, RNG state) and Tensor (a dense,
+// contiguous, row-major array on one context). Tensor data is only touched by work on
+// the context's stream, or before the tensor is shared (right after allocation).
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+#include "allocator.h"
+#include "device.h"
+#include "dtype.h"
+#include "error.h"
+#include "stream.h"
+
+namespace r1v {
+
+using Shape = std::vector<int64_t>;
+std::string shape_str(const Shape& shape);
+int64_t shape_numel(const Shape& shape);  // throws Error(Shape) on negative dims or overflow
+
+enum class CpuGemmBackend { Auto, Builtin, Blas };
+
+class Storage;
+
+class Context {
+ public:
+  static std::shared_ptr<Context> create(Device device, uint64_t seed);
+  ~Context();
+
+  Device device() const { return device_; }
+  Allocator& allocator() { return *allocator_; }
+  const std::shared_ptr<Allocator>& allocator_ptr() const { return allocator_; }
+  Stream& stream() { return *stream_; }
+  uint64_t seed() const { return seed_; }
+
+  // The engine generator's next Philox offset (one per draw; see ops/randn.h).
+  uint64_t next_rng_offset(uint64_t steps) { return rng_offset_.fetch_add(steps); }
+  uint64_t rng_offset() const { return rng_offset_.load(); }
+  void set_rng_offset(uint64_t offset) { rng_offset_.store(offset); }
+
+  CpuGemmBackend cpu_gemm() const { return cpu_gemm_.load(); }
+  void set_cpu_gemm(CpuGemmBackend backend) { cpu_gemm_.store(backend); }
+
+  // Finishes queued work, frees the memory of every tensor of this context, stops the
+  // stream. Later use of its tensors throws Error(Disposed). Idempotent.
+  void dispose();
+  bool disposed() const { return disposed_.load(); }
+  void check_alive(const char* what) const;
+
+  // Storage bookkeeping, so dispose() can free what users still hold.
+  void register_storage(Storage* s);
+  void unregister_storage(Storage* s);
+
+ private:
+  Context(Device device, uint64_t seed);
+  Device device_;
+  uint64_t seed_;
+  std::atomic<uint64_t> rng_offset_{0};
+  std::atomic<CpuGemmBackend> cpu_gemm_{CpuGemmBackend::Auto};
+  std::unique_ptr<Stream> stream_;
+  std::shared_ptr<Allocator> allocator_;
+  std::atomic<bool> disposed_{false};
+  std::mutex storages_mutex_;
+  std::unordered_set<Storage*> storages_;
+};
+
+class Storage {
+ public:
+  Storage(const std::shared_ptr<Context>& ctx, size_t bytes);
+  ~Storage();
+  Storage(const Storage&) = delete;
+  Storage& operator=(const Storage&) = delete;
+
+  void* data() const { return data_; }  // nullptr once released
+  size_t bytes() const { return bytes_; }
+  void release();  // frees the memory now (engine dispose)
+
+ private:
+  std::weak_ptr<Context> ctx_;
+  std::shared_ptr<Allocator> allocator_;
+  void* data_ = nullptr;
+  size_t bytes_ = 0;
+  std::mutex mutex_;
+};
+
+class Tensor {
+ public:
+  Tensor() = default;
+  // Uninitialised memory on ctx. Throws Error(OOM) when it cannot be had.
+  static Tensor empty(const std::shared_ptr<Context>& ctx, const Shape& shape, DType dtype);
+
+  bool defined() const { return storage_ != nullptr; }
+  const Shape& shape() const { return shape_; }
+  int ndim() const { return static_cast<int>(shape_.size()); }
+  int64_t dim(int i) const { return shape_[i < 0 ? i + ndim() : i]; }
+  int64_t numel() const { return numel_; }
+  DType dtype() const { return dtype_; }
+  Device device() const { return ctx_ ? ctx_->device() : Device{}; }
+  size_t nbytes() const { return static_cast<size_t>(numel_) * dtype_size(dtype_); }
+  const std::shared_ptr<Context>& context() const { return ctx_; }
+
+  void* data() const { return storage_ ? storage_->data() : nullptr; }
+  template <typename T>
+  T* data_as() const { return static_cast<T*>(data()); }
+
+  // Throws Error(Disposed) when the engine was disposed or the memory released.
+  void check_alive(const char* name) const;
+
+ private:
+  Shape shape_;
+  int64_t numel_ = 0;
+  DType dtype_ = DType::F32;
+  std::shared_ptr<Context> ctx_;
+  std::shared_ptr<Storage> storage_;
+};
+
+// Host ↔ tensor copies. from_host converts `count` host values (f32, f64 or i32, as
+// given by host_type) to the tensor's dtype; the tensor is ready when this returns
+// (CPU) or once the stream reaches the copy (CUDA).
+enum class HostType { F32, F64, I32 };
+Tensor tensor_from_host(const std::shared_ptr<Context>& ctx, const Shape& shape, DType dtype,
+                        const void* host, HostType host_type, size_t count);
+// Copies the tensor into dst as f32 (float dtypes) or i32 (i32). Must run on the
+// tensor's stream (inside enqueued work), after the work that produced the tensor.
+void tensor_to_host(const Tensor& t, void* dst);
+
+}  // namespace r1v

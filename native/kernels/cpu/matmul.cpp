@@ -1,0 +1,479 @@
+// CPU f32 GEMM, BLIS style: C is cut into NC-column and KC-deep blocks; op(B)'s block is
+// packed into NR-wide micro-panels and op(A)'s MC-row block into MR-tall micro-panels
+// (contiguous, zero-padded, aligned), so the register-blocked micro-kernel streams both
+// with unit stride whatever the transposes and leading dimensions were. The micro-kernel
+// is chosen at run time (AVX-512, AVX2+FMA or portable C++) from cpu_info().isa.
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <new>
+
+#include "../../core/cpu_info.h"
+#include "../../core/error.h"
+#include "../../core/thread_pool.h"
+#include "../../ops/matmul.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+namespace r1v::cpu {
+
+namespace {
+
+// Computes the MR×NR tile C = (accumulate ? C : 0) + Ap·Bp over kc steps, where Ap is a
+// packed A micro-panel ([kc][MR]) and Bp a packed B micro-panel ([kc][NR]). Only the
+// top-left m_valid × n_valid part of the tile is written.
+using MicroKernel = void (*)(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
+                             bool accumulate, int m_valid, int n_valid);
+
+// Adds (or stores) a full MR×NR tile held in `tile` into C's valid part.
+template <int MR, int NR>
+inline void write_tile_part(const float* tile, float* c, int64_t ldc, bool accumulate,
+                            int m_valid, int n_valid) {
+  for (int r = 0; r < m_valid; ++r) {
+    float* row = c + r * ldc;
+    const float* t = tile + r * NR;
+    if (accumulate) {
+      for (int j = 0; j < n_valid; ++j) row[j] += t[j];
+    } else {
+      for (int j = 0; j < n_valid; ++j) row[j] = t[j];
+    }
+  }
+}
+
+// ---- micro-kernels -------------------------------------------------------------------
+
+#if defined(__x86_64__)
+
+// MR rows × 32 columns = 2·MR zmm accumulators; per k step: two loads of B and MR
+// broadcasts of A (folded into the FMA as an embedded broadcast), 2·MR FMAs.
+template <int MR>
+__attribute__((target("avx512f"))) void kernel_avx512(int64_t kc, const float* __restrict a,
+                                                      const float* __restrict b, float* c,
+                                                      int64_t ldc, bool accumulate, int m_valid,
+                                                      int n_valid) {
+  __m512 c0[MR], c1[MR];
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r) {
+    c0[r] = _mm512_setzero_ps();
+    c1[r] = _mm512_setzero_ps();
+  }
+  // Start pulling the C tile in now: it is only needed after the k loop.
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r) {
+    if (r < m_valid) {
+      _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc + 31), _MM_HINT_T0);
+    }
+  }
+#pragma GCC unroll 2
+  for (int64_t k = 0; k < kc; ++k) {
+    const __m512 b0 = _mm512_load_ps(b);
+    const __m512 b1 = _mm512_load_ps(b + 16);
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; ++r) {
+      const __m512 ar = _mm512_set1_ps(a[r]);
+      c0[r] = _mm512_fmadd_ps(ar, b0, c0[r]);
+      c1[r] = _mm512_fmadd_ps(ar, b1, c1[r]);
+    }
+    a += MR;
+    b += 32;
+  }
+  // Masks cover the valid columns; masked-off lanes are neither read nor written (and
+  // cannot fault), so edge tiles need no staging buffer.
+  const __mmask16 mask0 =
+      n_valid >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n_valid) - 1u);
+  const __mmask16 mask1 = n_valid >= 32   ? __mmask16(0xFFFF)
+                          : n_valid <= 16 ? __mmask16(0)
+                                          : __mmask16((1u << (n_valid - 16)) - 1u);
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r) {
+    if (r < m_valid) {
+      float* row = c + r * ldc;
+      __m512 v0 = c0[r], v1 = c1[r];
+      if (accumulate) {
+        v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(mask0, row));
+        v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(mask1, row + 16));
+      }
+      _mm512_mask_storeu_ps(row, mask0, v0);
+      _mm512_mask_storeu_ps(row + 16, mask1, v1);
+    }
+  }
+}
+
+// 6 rows × 16 columns = 12 ymm accumulators (of 16), the classic Haswell-class tile.
+__attribute__((target("avx2,fma"))) void kernel_avx2_6x16(int64_t kc, const float* __restrict a,
+                                                         const float* __restrict b, float* c,
+                                                         int64_t ldc, bool accumulate,
+                                                         int m_valid, int n_valid) {
+  constexpr int MR = 6, NR = 16;
+  __m256 c0[MR], c1[MR];
+#pragma GCC unroll 6
+  for (int r = 0; r < MR; ++r) {
+    c0[r] = _mm256_setzero_ps();
+    c1[r] = _mm256_setzero_ps();
+  }
+#pragma GCC unroll 6
+  for (int r = 0; r < MR; ++r) {
+    if (r < m_valid) {
+      _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc + 15), _MM_HINT_T0);
+    }
+  }
+#pragma GCC unroll 4
+  for (int64_t k = 0; k < kc; ++k) {
+    const __m256 b0 = _mm256_load_ps(b);
+    const __m256 b1 = _mm256_load_ps(b + 8);
+#pragma GCC unroll 6
+    for (int r = 0; r < MR; ++r) {
+      const __m256 ar = _mm256_broadcast_ss(a + r);
+      c0[r] = _mm256_fmadd_ps(ar, b0, c0[r]);
+      c1[r] = _mm256_fmadd_ps(ar, b1, c1[r]);
+    }
+    a += MR;
+    b += NR;
+  }
+  if (m_valid == MR && n_valid == NR) {
+#pragma GCC unroll 6
+    for (int r = 0; r < MR; ++r) {
+      float* row = c + r * ldc;
+      __m256 v0 = c0[r], v1 = c1[r];
+      if (accumulate) {
+        v0 = _mm256_add_ps(v0, _mm256_loadu_ps(row));
+        v1 = _mm256_add_ps(v1, _mm256_loadu_ps(row + 8));
+      }
+      _mm256_storeu_ps(row, v0);
+      _mm256_storeu_ps(row + 8, v1);
+    }
+    return;
+  }
+  alignas(32) float tile[MR * NR];
+#pragma GCC unroll 6
+  for (int r = 0; r < MR; ++r) {
+    _mm256_store_ps(tile + r * NR, c0[r]);
+    _mm256_store_ps(tile + r * NR + 8, c1[r]);
+  }
+  write_tile_part<MR, NR>(tile, c, ldc, accumulate, m_valid, n_valid);
+}
+
+#endif  // __x86_64__
+
+// Portable tile: plain loops over a small accumulator array, which the compiler keeps in
+// vector registers of whatever the baseline ISA is (SSE2 on x86-64, NEON on AArch64).
+template <int MR, int NR>
+void kernel_generic(int64_t kc, const float* __restrict a, const float* __restrict b, float* c,
+                    int64_t ldc, bool accumulate, int m_valid, int n_valid) {
+  float acc[MR][NR] = {};
+  for (int64_t k = 0; k < kc; ++k) {
+    for (int r = 0; r < MR; ++r) {
+      const float ar = a[r];
+      for (int j = 0; j < NR; ++j) acc[r][j] += ar * b[j];
+    }
+    a += MR;
+    b += NR;
+  }
+  write_tile_part<MR, NR>(&acc[0][0], c, ldc, accumulate, m_valid, n_valid);
+}
+
+// ---- per-ISA shapes and cache blocking ------------------------------------------------
+
+// KC·NR·4 bytes (the B micro-panel reused by every A micro-panel) should stay in L1;
+// MC·KC·4 (the packed A block) in L2; KC·NC·4 (the packed B block) in L3.
+struct Avx512Shape {
+  static constexpr int MR = 14, NR = 32;
+  static constexpr int64_t KC = 256, MC = 14 * 24, NC = 4096;
+};
+struct Avx2Shape {
+  static constexpr int MR = 6, NR = 16;
+  static constexpr int64_t KC = 256, MC = 6 * 24, NC = 4096;
+};
+struct GenericShape {
+  static constexpr int MR = 6, NR = 8;
+  static constexpr int64_t KC = 256, MC = 6 * 16, NC = 2048;
+};
+
+// ---- packing -----------------------------------------------------------------------
+
+// The operands as the blocked loops see them: op(A) is [M,K], op(B) is [K,N].
+struct Operands {
+  const float* a;
+  int64_t lda;
+  bool trans_a;
+  const float* b;
+  int64_t ldb;
+  bool trans_b;
+  float* c;
+  int64_t ldc;
+  int64_t k;
+};
+
+// Packs op(A)[i0 : i0+mc, p0 : p0+kc] as ceil(mc/MR) micro-panels, each [kc][MR]; rows
+// past mc are zero.
+template <int MR>
+void pack_a(const Operands& op, int64_t i0, int64_t mc, int64_t p0, int64_t kc, float* dst) {
+  for (int64_t ir = 0; ir < mc; ir += MR, dst += MR * kc) {
+    const int mr = static_cast<int>(std::min<int64_t>(MR, mc - ir));
+    const int64_t i = i0 + ir;
+    if (!op.trans_a) {
+      // A stored [M,K]: row r of the panel is contiguous in k.
+      const float* rows[MR];
+      for (int r = 0; r < MR; ++r) rows[r] = op.a + (i + std::min(r, mr - 1)) * op.lda + p0;
+      if (mr == MR) {
+        for (int64_t k = 0; k < kc; ++k)
+          for (int r = 0; r < MR; ++r) dst[k * MR + r] = rows[r][k];
+      } else {
+        for (int64_t k = 0; k < kc; ++k)
+          for (int r = 0; r < MR; ++r) dst[k * MR + r] = r < mr ? rows[r][k] : 0.0f;
+      }
+    } else {
+      // A stored [K,M]: each k step of the panel is a contiguous run of mr floats.
+      const float* src = op.a + p0 * op.lda + i;
+      for (int64_t k = 0; k < kc; ++k, src += op.lda) {
+        float* d = dst + k * MR;
+        if (mr == MR) {
+          for (int r = 0; r < MR; ++r) d[r] = src[r];
+        } else {
+          for (int r = 0; r < MR; ++r) d[r] = r < mr ? src[r] : 0.0f;
+        }
+      }
+    }
+  }
+}
+
+// Packs op(B)[p0 : p0+kc, j0 : j0+nc] as ceil(nc/NR) micro-panels, each [kc][NR]; columns
+// past nc are zero.
+template <int NR>
+void pack_b(const Operands& op, int64_t p0, int64_t kc, int64_t j0, int64_t nc, float* dst) {
+  for (int64_t jr = 0; jr < nc; jr += NR, dst += NR * kc) {
+    const int nr = static_cast<int>(std::min<int64_t>(NR, nc - jr));
+    const int64_t j = j0 + jr;
+    if (!op.trans_b) {
+      // B stored [K,N]: each k step of the panel is a contiguous run of nr floats.
+      const float* src = op.b + p0 * op.ldb + j;
+      for (int64_t k = 0; k < kc; ++k, src += op.ldb) {
+        float* d = dst + k * NR;
+        if (nr == NR) {
+          for (int c = 0; c < NR; ++c) d[c] = src[c];
+        } else {
+          for (int c = 0; c < NR; ++c) d[c] = c < nr ? src[c] : 0.0f;
+        }
+      }
+    } else {
+      // B stored [N,K]: column c of the panel is contiguous in k.
+      const float* cols[NR];
+      for (int c = 0; c < NR; ++c) cols[c] = op.b + (j + std::min(c, nr - 1)) * op.ldb + p0;
+      if (nr == NR) {
+        for (int64_t k = 0; k < kc; ++k)
+          for (int c = 0; c < NR; ++c) dst[k * NR + c] = cols[c][k];
+      } else {
+        for (int64_t k = 0; k < kc; ++k)
+          for (int c = 0; c < NR; ++c) dst[k * NR + c] = c < nr ? cols[c][k] : 0.0f;
+      }
+    }
+  }
+}
+
+// Grow-only, 64-byte aligned scratch; one pair per thread so packing needs no locks.
+class PackBuffer {
+ public:
+  PackBuffer() = default;
+  PackBuffer(const PackBuffer&) = delete;
+  PackBuffer& operator=(const PackBuffer&) = delete;
+  ~PackBuffer() { release(); }
+
+  float* get(int64_t floats) {
+    if (floats > capacity_) {
+      release();
+      data_ = static_cast<float*>(
+          ::operator new(static_cast<size_t>(floats) * sizeof(float), std::align_val_t{64}));
+      capacity_ = floats;
+    }
+    return data_;
+  }
+
+ private:
+  void release() {
+    if (data_) ::operator delete(data_, std::align_val_t{64});
+    data_ = nullptr;
+    capacity_ = 0;
+  }
+  float* data_ = nullptr;
+  int64_t capacity_ = 0;
+};
+
+thread_local PackBuffer packed_a_buffer;
+thread_local PackBuffer packed_b_buffer;
+
+int64_t round_up(int64_t x, int64_t unit) { return (x + unit - 1) / unit * unit; }
+
+// Splits `total` into equal blocks of at most `max_block` (rounded up to `unit`), so a
+// size just past a multiple of the block does not leave a thin, inefficient remainder.
+int64_t balanced_block(int64_t total, int64_t max_block, int64_t unit) {
+  int64_t blocks = (total + max_block - 1) / max_block;
+  return std::min(max_block, round_up((total + blocks - 1) / blocks, unit));
+}
+
+// ---- blocked loops over one region of C ----------------------------------------------
+
+// C[m0:m1, n0:n1] = op(A)[m0:m1, :] · op(B)[:, n0:n1], serially on the calling thread.
+template <class Shape>
+void gemm_region(const Operands& op, MicroKernel kernel, int64_t m0, int64_t m1, int64_t n0,
+                 int64_t n1) {
+  constexpr int MR = Shape::MR, NR = Shape::NR;
+  const int64_t m = m1 - m0, n = n1 - n0, k = op.k;
+  if (m <= 0 || n <= 0) return;
+  if (k == 0) {
+    for (int64_t i = m0; i < m1; ++i) std::fill(op.c + i * op.ldc + n0, op.c + i * op.ldc + n1, 0.0f);
+    return;
+  }
+  const int64_t kc_max = balanced_block(k, Shape::KC, 1);
+  const int64_t mc_max = balanced_block(m, Shape::MC, MR);
+  const int64_t nc_max = balanced_block(n, Shape::NC, NR);
+  float* packed_a = packed_a_buffer.get(round_up(mc_max, MR) * kc_max);
+  float* packed_b = packed_b_buffer.get(round_up(nc_max, NR) * kc_max);
+
+  for (int64_t jc = n0; jc < n1; jc += nc_max) {
+    const int64_t nc = std::min(nc_max, n1 - jc);
+    for (int64_t pc = 0; pc < k; pc += kc_max) {
+      const int64_t kc = std::min(kc_max, k - pc);
+      const bool accumulate = pc > 0;  // the first k block overwrites C
+      pack_b<NR>(op, pc, kc, jc, nc, packed_b);
+      for (int64_t ic = m0; ic < m1; ic += mc_max) {
+        const int64_t mc = std::min(mc_max, m1 - ic);
+        pack_a<MR>(op, ic, mc, pc, kc, packed_a);
+        for (int64_t jr = 0; jr < nc; jr += NR) {
+          const int n_valid = static_cast<int>(std::min<int64_t>(NR, nc - jr));
+          const float* b_panel = packed_b + jr * kc;
+          for (int64_t ir = 0; ir < mc; ir += MR) {
+            const int m_valid = static_cast<int>(std::min<int64_t>(MR, mc - ir));
+            if (ir + MR < mc) {
+              const float* next = op.c + (ic + ir + MR) * op.ldc + jc + jr;
+              const int next_rows = static_cast<int>(std::min<int64_t>(MR, mc - ir - MR));
+              for (int r = 0; r < next_rows; ++r) {
+                __builtin_prefetch(next + r * op.ldc, 1, 3);
+                __builtin_prefetch(next + r * op.ldc + n_valid - 1, 1, 3);
+              }
+            }
+            kernel(kc, packed_a + ir * kc, b_panel, op.c + (ic + ir) * op.ldc + jc + jr, op.ldc,
+                   accumulate, m_valid, n_valid);
+          }
+        }
+      }
+    }
+  }
+}
+
+// ---- work split over the pool ---------------------------------------------------------
+
+// Below this much work per thread, waking another thread costs more than it saves.
+constexpr double kMinFlopsPerThread = 4.0e6;
+
+// How one matrix is cut into rows × cols pieces for `pieces` threads.
+struct Grid {
+  int rows = 1, cols = 1;
+};
+
+// Picks the factorisation whose largest piece (in whole MR×NR tiles) is smallest; on a
+// tie, the one with the least packing (rows + cols of a piece).
+Grid choose_grid(int pieces, int64_t m, int64_t n, int mr, int nr) {
+  const int64_t m_tiles = (m + mr - 1) / mr, n_tiles = (n + nr - 1) / nr;
+  Grid best;
+  int64_t best_area = -1, best_perimeter = 0;
+  for (int rows = 1; rows <= pieces; ++rows) {
+    if (pieces % rows) continue;
+    const int cols = pieces / rows;
+    const int64_t piece_m = (m_tiles + rows - 1) / rows * mr;
+    const int64_t piece_n = (n_tiles + cols - 1) / cols * nr;
+    const int64_t area = piece_m * piece_n, perimeter = piece_m + piece_n;
+    if (best_area < 0 || area < best_area || (area == best_area && perimeter < best_perimeter)) {
+      best = {rows, cols};
+      best_area = area;
+      best_perimeter = perimeter;
+    }
+  }
+  return best;
+}
+
+template <class Shape>
+void gemm_batched(const GemmProblem& p, MicroKernel kernel) {
+  constexpr int MR = Shape::MR, NR = Shape::NR;
+  ThreadPool& pool = ThreadPool::global();
+  const double flops = 2.0 * double(p.batch) * double(p.m) * double(p.n) * double(std::max<int64_t>(p.k, 1));
+  const int active = static_cast<int>(
+      std::clamp<double>(flops / kMinFlopsPerThread, 1.0, double(pool.num_threads())));
+
+  // Many matrices: whole matrices per thread (no duplicated packing). Few, or a count
+  // that would leave threads unevenly loaded: every matrix is split over all threads.
+  const bool whole_matrices = p.batch % active == 0 || p.batch >= 4 * active;
+  const int pieces = whole_matrices ? 1 : active;
+  const Grid grid = choose_grid(pieces, p.m, p.n, MR, NR);
+  const int64_t m_tiles = (p.m + MR - 1) / MR, n_tiles = (p.n + NR - 1) / NR;
+  const int64_t units = p.batch * pieces;
+
+  auto work = [&](int thread, int) {
+    if (thread >= active) return;
+    const int64_t begin = units * thread / active, end = units * (thread + 1) / active;
+    for (int64_t u = begin; u < end; ++u) {
+      const int64_t i = u / pieces;
+      const int piece = static_cast<int>(u % pieces);
+      const int pr = piece / grid.cols, pc = piece % grid.cols;
+      const int64_t m0 = std::min(p.m, m_tiles * pr / grid.rows * MR);
+      const int64_t m1 = std::min(p.m, m_tiles * (pr + 1) / grid.rows * MR);
+      const int64_t n0 = std::min(p.n, n_tiles * pc / grid.cols * NR);
+      const int64_t n1 = std::min(p.n, n_tiles * (pc + 1) / grid.cols * NR);
+      const Operands op{static_cast<const float*>(p.a) + i * p.stride_a,
+                        p.lda,
+                        p.trans_a,
+                        static_cast<const float*>(p.b) + i * p.stride_b,
+                        p.ldb,
+                        p.trans_b,
+                        static_cast<float*>(p.c) + i * p.stride_c,
+                        p.ldc,
+                        p.k};
+      gemm_region<Shape>(op, kernel, m0, m1, n0, n1);
+    }
+  };
+  if (active == 1) {
+    work(0, 1);
+  } else {
+    pool.run(work);
+  }
+}
+
+enum class GemmIsa { Generic, Avx2, Avx512 };
+
+// Follows cpu_info().isa, the one place the path is decided.
+GemmIsa gemm_isa() {
+  static const GemmIsa isa = [] {
+    const std::string& name = cpu_info().isa;
+    if (name == "avx512") return GemmIsa::Avx512;
+    if (name == "avx2") return GemmIsa::Avx2;
+    return GemmIsa::Generic;
+  }();
+  return isa;
+}
+
+}  // namespace
+
+void gemm_builtin(const GemmProblem& p) {
+  R1V_CHECK(p.dtype == DType::F32, DType, "gemm_builtin: f32 only, got ", dtype_name(p.dtype));
+  R1V_CHECK(p.batch >= 0 && p.m >= 0 && p.n >= 0 && p.k >= 0, Argument,
+            "gemm_builtin: negative size");
+  if (p.batch == 0 || p.m == 0 || p.n == 0) return;
+  switch (gemm_isa()) {
+#if defined(__x86_64__)
+    case GemmIsa::Avx512:
+      gemm_batched<Avx512Shape>(p, &kernel_avx512<Avx512Shape::MR>);
+      return;
+    case GemmIsa::Avx2:
+      gemm_batched<Avx2Shape>(p, &kernel_avx2_6x16);
+      return;
+#endif
+    default:
+      gemm_batched<GenericShape>(p, &kernel_generic<GenericShape::MR, GenericShape::NR>);
+      return;
+  }
+}
+
+}  // namespace r1v::cpu

@@ -1,0 +1,24 @@
+#include "randn.h"
+
+namespace r1v {
+
+Tensor randn(const std::shared_ptr<Context>& ctx, const Shape& shape, DType dtype,
+             std::optional<uint64_t> seed) {
+  if (!is_floating(dtype)) fail(ErrorCode::DType, "randn: dtype must be a float type, got ", dtype_name(dtype));
+  Tensor t = Tensor::empty(ctx, shape, dtype);
+  uint64_t key = seed ? *seed : ctx->seed();
+  // The offset is its own counter word, so one step per call gives every call fresh numbers.
+  uint64_t offset = seed ? 0 : ctx->next_rng_offset(1);
+  ctx->stream().enqueue([t, key, offset] {
+    if (t.device().is_cpu()) {
+      cpu::randn(t.data(), t.dtype(), t.numel(), key, offset);
+    } else {
+#if R1V_WITH_CUDA
+      cuda::randn(t.data(), t.dtype(), t.numel(), key, offset, t.context()->stream().cuda_stream());
+#endif
+    }
+  });
+  return t;
+}
+
+}  // namespace r1v
