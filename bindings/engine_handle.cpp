@@ -91,6 +91,11 @@ Napi::Value EngineHandle::tensor(const Napi::CallbackInfo& info) {
     }
     if (data.IsArray()) {
       Napi::Array array = data.As<Napi::Array>();
+      // Check the length before reading: a sparse array can claim 2^32 − 1 elements.
+      int64_t numel = shape_numel(shape);
+      if (static_cast<int64_t>(array.Length()) != numel)
+        fail(ErrorCode::Shape, "data has ", array.Length(), " elements but shape ", shape_str(shape), " needs ", numel);
+      check_host_allocation(static_cast<uint64_t>(numel) * 8, "the data");
       std::vector<double> values(array.Length());
       for (uint32_t i = 0; i < values.size(); ++i) {
         Napi::Value v = array.Get(i);

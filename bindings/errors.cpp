@@ -11,8 +11,12 @@ Napi::Error make_error(Napi::Env env, ErrorCode code, const std::string& message
   Napi::String js_code = Napi::String::New(env, error_code_name(code));
   Napi::String js_message = Napi::String::New(env, message);
   if (data && !data->error_class.IsEmpty()) {
-    Napi::Object error = data->error_class.New({js_code, js_message});
-    return Napi::Error(env, error);
+    try {
+      Napi::Object error = data->error_class.New({js_code, js_message});
+      return Napi::Error(env, error);
+    } catch (const Napi::Error&) {
+      // The registered class threw; fall back to a plain Error with the same code.
+    }
   }
   Napi::Error error = Napi::Error::New(env, message);
   error.Set("code", js_code);

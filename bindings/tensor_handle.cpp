@@ -98,6 +98,7 @@ Napi::Value TensorHandle::disposed(const Napi::CallbackInfo& info) {
 
 Napi::TypedArray new_host_array(Napi::Env env, const Tensor& t, void** data) {
   size_t n = static_cast<size_t>(t.numel());
+  check_host_allocation(n * 4, "the host copy");
   if (t.dtype() == DType::I32) {
     Napi::Int32Array out = Napi::Int32Array::New(env, n);
     *data = out.Data();

@@ -30,6 +30,12 @@ class Allocator {
 };
 
 std::shared_ptr<Allocator> make_cpu_allocator();
+
+// Total physical memory of the machine. With memory overcommit a huge host allocation can
+// succeed and kill the process when touched, so host allocations are checked against it.
+uint64_t physical_memory_bytes();
+// Throws Error(OOM) naming `what` when `bytes` exceeds the machine's memory.
+void check_host_allocation(uint64_t bytes, const char* what);
 // stream is the engine's cudaStream_t; blocks are reused in that stream's order.
 std::shared_ptr<Allocator> make_cuda_allocator(int device_index, void* stream);
 

@@ -1,3 +1,5 @@
+#include <unistd.h>
+
 #include <cstdlib>
 
 #include "allocator.h"
@@ -13,6 +15,7 @@ class CpuAllocator final : public Allocator {
  public:
   void* allocate(size_t bytes) override {
     size_t rounded = round_up(bytes);
+    check_host_allocation(rounded, "a tensor");
     void* ptr = std::aligned_alloc(64, rounded);
     if (!ptr) fail(ErrorCode::OOM, "out of host memory allocating ", bytes, " bytes (", counter_.current(), " bytes in use)");
     counter_.add(rounded);
@@ -37,6 +40,17 @@ class CpuAllocator final : public Allocator {
 };
 
 }  // namespace
+
+uint64_t physical_memory_bytes() {
+  static const uint64_t total = static_cast<uint64_t>(sysconf(_SC_PHYS_PAGES)) * static_cast<uint64_t>(sysconf(_SC_PAGE_SIZE));
+  return total;
+}
+
+void check_host_allocation(uint64_t bytes, const char* what) {
+  if (bytes > physical_memory_bytes())
+    fail(ErrorCode::OOM, "cannot allocate ", bytes, " bytes for ", what, ": more than the machine's ",
+         physical_memory_bytes(), " bytes of memory");
+}
 
 std::shared_ptr<Allocator> make_cpu_allocator() { return std::make_shared<CpuAllocator>(); }
 

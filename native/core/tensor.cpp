@@ -198,6 +198,7 @@ Tensor tensor_from_host(const std::shared_ptr<Context>& ctx, const Shape& shape,
     return t;
   }
 #if R1V_WITH_CUDA
+  check_host_allocation(count * dtype_size(dtype), "the host staging copy");
   auto staging = std::make_shared<std::vector<uint8_t>>(count * dtype_size(dtype));
   convert_from_host(staging->data(), dtype, host, host_type, count);
   Tensor t = Tensor::empty(ctx, shape, dtype);
@@ -220,6 +221,7 @@ void tensor_to_host(const Tensor& t, void* dst) {
     return;
   }
 #if R1V_WITH_CUDA
+  check_host_allocation(t.nbytes(), "the host staging copy");
   std::vector<uint8_t> staging(t.nbytes());
   auto stream = static_cast<cudaStream_t>(t.context()->stream().cuda_stream());
   check_cuda(cudaMemcpyAsync(staging.data(), t.data(), t.nbytes(), cudaMemcpyDeviceToHost, stream),

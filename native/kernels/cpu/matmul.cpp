@@ -22,10 +22,11 @@ namespace r1v::cpu {
 namespace {
 
 // Computes the MR×NR tile C = (accumulate ? C : 0) + Ap·Bp over kc steps, where Ap is a
-// packed A micro-panel ([kc][MR]) and Bp a packed B micro-panel ([kc][NR]). Only the
-// top-left m_valid × n_valid part of the tile is written.
-using MicroKernel = void (*)(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
-                             bool accumulate, int m_valid, int n_valid);
+// packed A micro-panel ([kc][MR]) and Bp holds NR consecutive floats per k step, steps
+// b_stride apart (NR for a packed panel, ldb when B is read in place). Only the top-left
+// m_valid × n_valid part of the tile is written.
+using MicroKernel = void (*)(int64_t kc, const float* a, const float* b, int64_t b_stride,
+                             float* c, int64_t ldc, bool accumulate, int m_valid, int n_valid);
 
 // Adds (or stores) a full MR×NR tile held in `tile` into C's valid part.
 template <int MR, int NR>
@@ -50,9 +51,9 @@ inline void write_tile_part(const float* tile, float* c, int64_t ldc, bool accum
 // broadcasts of A (folded into the FMA as an embedded broadcast), 2·MR FMAs.
 template <int MR>
 __attribute__((target("avx512f"))) void kernel_avx512(int64_t kc, const float* __restrict a,
-                                                      const float* __restrict b, float* c,
-                                                      int64_t ldc, bool accumulate, int m_valid,
-                                                      int n_valid) {
+                                                      const float* __restrict b,
+                                                      int64_t b_stride, float* c, int64_t ldc,
+                                                      bool accumulate, int m_valid, int n_valid) {
   __m512 c0[MR], c1[MR];
 #pragma GCC unroll 16
   for (int r = 0; r < MR; ++r) {
@@ -69,8 +70,8 @@ __attribute__((target("avx512f"))) void kernel_avx512(int64_t kc, const float* _
   }
 #pragma GCC unroll 2
   for (int64_t k = 0; k < kc; ++k) {
-    const __m512 b0 = _mm512_load_ps(b);
-    const __m512 b1 = _mm512_load_ps(b + 16);
+    const __m512 b0 = _mm512_loadu_ps(b);
+    const __m512 b1 = _mm512_loadu_ps(b + 16);
 #pragma GCC unroll 16
     for (int r = 0; r < MR; ++r) {
       const __m512 ar = _mm512_set1_ps(a[r]);
@@ -78,7 +79,7 @@ __attribute__((target("avx512f"))) void kernel_avx512(int64_t kc, const float* _
       c1[r] = _mm512_fmadd_ps(ar, b1, c1[r]);
     }
     a += MR;
-    b += 32;
+    b += b_stride;
   }
   // Masks cover the valid columns; masked-off lanes are neither read nor written (and
   // cannot fault), so edge tiles need no staging buffer.
@@ -104,9 +105,10 @@ __attribute__((target("avx512f"))) void kernel_avx512(int64_t kc, const float* _
 
 // 6 rows × 16 columns = 12 ymm accumulators (of 16), the classic Haswell-class tile.
 __attribute__((target("avx2,fma"))) void kernel_avx2_6x16(int64_t kc, const float* __restrict a,
-                                                         const float* __restrict b, float* c,
-                                                         int64_t ldc, bool accumulate,
-                                                         int m_valid, int n_valid) {
+                                                         const float* __restrict b,
+                                                         int64_t b_stride, float* c, int64_t ldc,
+                                                         bool accumulate, int m_valid,
+                                                         int n_valid) {
   constexpr int MR = 6, NR = 16;
   __m256 c0[MR], c1[MR];
 #pragma GCC unroll 6
@@ -123,8 +125,8 @@ __attribute__((target("avx2,fma"))) void kernel_avx2_6x16(int64_t kc, const floa
   }
 #pragma GCC unroll 4
   for (int64_t k = 0; k < kc; ++k) {
-    const __m256 b0 = _mm256_load_ps(b);
-    const __m256 b1 = _mm256_load_ps(b + 8);
+    const __m256 b0 = _mm256_loadu_ps(b);
+    const __m256 b1 = _mm256_loadu_ps(b + 8);
 #pragma GCC unroll 6
     for (int r = 0; r < MR; ++r) {
       const __m256 ar = _mm256_broadcast_ss(a + r);
@@ -132,7 +134,7 @@ __attribute__((target("avx2,fma"))) void kernel_avx2_6x16(int64_t kc, const floa
       c1[r] = _mm256_fmadd_ps(ar, b1, c1[r]);
     }
     a += MR;
-    b += NR;
+    b += b_stride;
   }
   if (m_valid == MR && n_valid == NR) {
 #pragma GCC unroll 6
@@ -162,8 +164,9 @@ __attribute__((target("avx2,fma"))) void kernel_avx2_6x16(int64_t kc, const floa
 // Portable tile: plain loops over a small accumulator array, which the compiler keeps in
 // vector registers of whatever the baseline ISA is (SSE2 on x86-64, NEON on AArch64).
 template <int MR, int NR>
-void kernel_generic(int64_t kc, const float* __restrict a, const float* __restrict b, float* c,
-                    int64_t ldc, bool accumulate, int m_valid, int n_valid) {
+void kernel_generic(int64_t kc, const float* __restrict a, const float* __restrict b,
+                    int64_t b_stride, float* c, int64_t ldc, bool accumulate, int m_valid,
+                    int n_valid) {
   float acc[MR][NR] = {};
   for (int64_t k = 0; k < kc; ++k) {
     for (int r = 0; r < MR; ++r) {
@@ -171,7 +174,7 @@ void kernel_generic(int64_t kc, const float* __restrict a, const float* __restri
       for (int j = 0; j < NR; ++j) acc[r][j] += ar * b[j];
     }
     a += MR;
-    b += NR;
+    b += b_stride;
   }
   write_tile_part<MR, NR>(&acc[0][0], c, ldc, accumulate, m_valid, n_valid);
 }
@@ -182,15 +185,18 @@ void kernel_generic(int64_t kc, const float* __restrict a, const float* __restri
 // MC·KC·4 (the packed A block) in L2; KC·NC·4 (the packed B block) in L3.
 struct Avx512Shape {
   static constexpr int MR = 14, NR = 32;
-  static constexpr int64_t KC = 256, MC = 14 * 24, NC = 4096;
+  static constexpr int64_t KC = 512, MC = 14 * 12, NC = 4096;
+  static constexpr int64_t kReadBInPlaceMaxRows = 64;
 };
 struct Avx2Shape {
   static constexpr int MR = 6, NR = 16;
   static constexpr int64_t KC = 256, MC = 6 * 24, NC = 4096;
+  static constexpr int64_t kReadBInPlaceMaxRows = 64;
 };
 struct GenericShape {
   static constexpr int MR = 6, NR = 8;
   static constexpr int64_t KC = 256, MC = 6 * 16, NC = 2048;
+  static constexpr int64_t kReadBInPlaceMaxRows = 64;
 };
 
 // ---- packing -----------------------------------------------------------------------
@@ -208,6 +214,25 @@ struct Operands {
   int64_t k;
 };
 
+// dst[k][w] = lines[w][k] for k < kc, w < W (0 for w >= valid): gathers W strided rows
+// into one [kc][W] micro-panel. Goes 16 k (one cache line of each source row) at a time:
+// walking all W rows for every single k would keep W lines live at the same offset,
+// which with a power-of-two leading dimension all fall in one L1 set and thrash.
+template <int W>
+void transpose_into_panel(const float* const* lines, int valid, int64_t kc, float* dst) {
+  constexpr int64_t kStep = 16;
+  for (int64_t k0 = 0; k0 < kc; k0 += kStep) {
+    const int64_t steps = std::min(kStep, kc - k0);
+    float* d = dst + k0 * W;
+    for (int w = 0; w < valid; ++w) {
+      const float* src = lines[w] + k0;
+      for (int64_t k = 0; k < steps; ++k) d[k * W + w] = src[k];
+    }
+    for (int w = valid; w < W; ++w)
+      for (int64_t k = 0; k < steps; ++k) d[k * W + w] = 0.0f;
+  }
+}
+
 // Packs op(A)[i0 : i0+mc, p0 : p0+kc] as ceil(mc/MR) micro-panels, each [kc][MR]; rows
 // past mc are zero.
 template <int MR>
@@ -219,13 +244,7 @@ void pack_a(const Operands& op, int64_t i0, int64_t mc, int64_t p0, int64_t kc, 
       // A stored [M,K]: row r of the panel is contiguous in k.
       const float* rows[MR];
       for (int r = 0; r < MR; ++r) rows[r] = op.a + (i + std::min(r, mr - 1)) * op.lda + p0;
-      if (mr == MR) {
-        for (int64_t k = 0; k < kc; ++k)
-          for (int r = 0; r < MR; ++r) dst[k * MR + r] = rows[r][k];
-      } else {
-        for (int64_t k = 0; k < kc; ++k)
-          for (int r = 0; r < MR; ++r) dst[k * MR + r] = r < mr ? rows[r][k] : 0.0f;
-      }
+      transpose_into_panel<MR>(rows, mr, kc, dst);
     } else {
       // A stored [K,M]: each k step of the panel is a contiguous run of mr floats.
       const float* src = op.a + p0 * op.lda + i;
@@ -245,32 +264,33 @@ void pack_a(const Operands& op, int64_t i0, int64_t mc, int64_t p0, int64_t kc, 
 // past nc are zero.
 template <int NR>
 void pack_b(const Operands& op, int64_t p0, int64_t kc, int64_t j0, int64_t nc, float* dst) {
-  for (int64_t jr = 0; jr < nc; jr += NR, dst += NR * kc) {
-    const int nr = static_cast<int>(std::min<int64_t>(NR, nc - jr));
-    const int64_t j = j0 + jr;
-    if (!op.trans_b) {
-      // B stored [K,N]: each k step of the panel is a contiguous run of nr floats.
-      const float* src = op.b + p0 * op.ldb + j;
-      for (int64_t k = 0; k < kc; ++k, src += op.ldb) {
-        float* d = dst + k * NR;
-        if (nr == NR) {
-          for (int c = 0; c < NR; ++c) d[c] = src[c];
-        } else {
-          for (int c = 0; c < NR; ++c) d[c] = c < nr ? src[c] : 0.0f;
-        }
+  const int64_t whole = nc / NR * NR;
+  const int tail = static_cast<int>(nc - whole);
+  if (!op.trans_b) {
+    // B stored [K,N]. Goes 16 rows at a time across all panels: the source pages in use
+    // stay few (TLB), and each panel gets a contiguous 16·NR-float run, instead of one
+    // NR-float write to every panel per row (panels kc·NR·4 bytes apart share L1 sets).
+    constexpr int64_t kRows = 16;
+    for (int64_t k0 = 0; k0 < kc; k0 += kRows) {
+      const int64_t rows = std::min(kRows, kc - k0);
+      const float* src = op.b + (p0 + k0) * op.ldb + j0;
+      float* d = dst + k0 * NR;
+      for (int64_t jr = 0; jr < whole; jr += NR, d += NR * kc) {
+        for (int64_t k = 0; k < rows; ++k) std::memcpy(d + k * NR, src + k * op.ldb + jr, sizeof(float) * NR);
       }
-    } else {
-      // B stored [N,K]: column c of the panel is contiguous in k.
-      const float* cols[NR];
-      for (int c = 0; c < NR; ++c) cols[c] = op.b + (j + std::min(c, nr - 1)) * op.ldb + p0;
-      if (nr == NR) {
-        for (int64_t k = 0; k < kc; ++k)
-          for (int c = 0; c < NR; ++c) dst[k * NR + c] = cols[c][k];
-      } else {
-        for (int64_t k = 0; k < kc; ++k)
-          for (int c = 0; c < NR; ++c) dst[k * NR + c] = c < nr ? cols[c][k] : 0.0f;
+      if (tail) {
+        for (int64_t k = 0; k < rows; ++k)
+          for (int c = 0; c < NR; ++c) d[k * NR + c] = c < tail ? src[k * op.ldb + whole + c] : 0.0f;
       }
     }
+    return;
+  }
+  // B stored [N,K]: column c of a panel is contiguous in k.
+  for (int64_t jr = 0; jr < nc; jr += NR, dst += NR * kc) {
+    const int nr = static_cast<int>(std::min<int64_t>(NR, nc - jr));
+    const float* cols[NR];
+    for (int c = 0; c < NR; ++c) cols[c] = op.b + (j0 + jr + std::min(c, nr - 1)) * op.ldb + p0;
+    transpose_into_panel<NR>(cols, nr, kc, dst);
   }
 }
 
@@ -330,23 +350,44 @@ void gemm_region(const Operands& op, MicroKernel kernel, int64_t m0, int64_t m1,
   const int64_t kc_max = balanced_block(k, Shape::KC, 1);
   const int64_t mc_max = balanced_block(m, Shape::MC, MR);
   const int64_t nc_max = balanced_block(n, Shape::NC, NR);
+  // With few rows each packed B panel would be used only a few times, so copying B
+  // costs about as much as the multiply: the kernel then reads [K,N] B where it lies
+  // (its NR floats per k step are contiguous) and only a ragged last panel is packed.
+  static const int64_t tune_direct = getenv("R1V_TUNE_DIRECT") ? atol(getenv("R1V_TUNE_DIRECT")) : Shape::kReadBInPlaceMaxRows;
+  const bool b_in_place = !op.trans_b && m <= tune_direct;
   float* packed_a = packed_a_buffer.get(round_up(mc_max, MR) * kc_max);
-  float* packed_b = packed_b_buffer.get(round_up(nc_max, NR) * kc_max);
+  float* packed_b = packed_b_buffer.get((b_in_place ? NR : round_up(nc_max, NR)) * kc_max);
 
   for (int64_t jc = n0; jc < n1; jc += nc_max) {
     const int64_t nc = std::min(nc_max, n1 - jc);
+    const int64_t nc_whole_panels = nc / NR * NR;
     for (int64_t pc = 0; pc < k; pc += kc_max) {
       const int64_t kc = std::min(kc_max, k - pc);
       const bool accumulate = pc > 0;  // the first k block overwrites C
-      pack_b<NR>(op, pc, kc, jc, nc, packed_b);
+      if (!b_in_place) {
+        pack_b<NR>(op, pc, kc, jc, nc, packed_b);
+      } else if (nc_whole_panels < nc) {
+        pack_b<NR>(op, pc, kc, jc + nc_whole_panels, nc - nc_whole_panels, packed_b);
+      }
       for (int64_t ic = m0; ic < m1; ic += mc_max) {
         const int64_t mc = std::min(mc_max, m1 - ic);
         pack_a<MR>(op, ic, mc, pc, kc, packed_a);
         for (int64_t jr = 0; jr < nc; jr += NR) {
           const int n_valid = static_cast<int>(std::min<int64_t>(NR, nc - jr));
           const float* b_panel = packed_b + jr * kc;
+          int64_t b_stride = NR;
+          if (b_in_place) {
+            if (n_valid == NR) {
+              b_panel = op.b + pc * op.ldb + jc + jr;
+              b_stride = op.ldb;
+            } else {
+              b_panel = packed_b;
+            }
+          }
           for (int64_t ir = 0; ir < mc; ir += MR) {
             const int m_valid = static_cast<int>(std::min<int64_t>(MR, mc - ir));
+            // The next tile's C rows are ldc apart, beyond the hardware prefetchers'
+            // reach; asking now hides their latency behind this tile's k loop.
             if (ir + MR < mc) {
               const float* next = op.c + (ic + ir + MR) * op.ldc + jc + jr;
               const int next_rows = static_cast<int>(std::min<int64_t>(MR, mc - ir - MR));
@@ -355,8 +396,8 @@ void gemm_region(const Operands& op, MicroKernel kernel, int64_t m0, int64_t m1,
                 __builtin_prefetch(next + r * op.ldc + n_valid - 1, 1, 3);
               }
             }
-            kernel(kc, packed_a + ir * kc, b_panel, op.c + (ic + ir) * op.ldc + jc + jr, op.ldc,
-                   accumulate, m_valid, n_valid);
+            kernel(kc, packed_a + ir * kc, b_panel, b_stride, op.c + (ic + ir) * op.ldc + jc + jr,
+                   op.ldc, accumulate, m_valid, n_valid);
           }
         }
       }

@@ -1,0 +1,72 @@
+// GEMM throughput: the built-in CPU kernel and the loaded BLAS side by side, against the
+// machine's measured fp32 FMA peak; on a CUDA machine also the engine's own GPU kernel.
+//   npm run bench                 (R1V_BENCH_SIZES=256,1024 to choose sizes)
+import { Bench } from 'tinybench';
+
+import { buildInfo, devices, Engine, ops, type FloatDType } from '../lib/index.js';
+import { native } from '../lib/native.js';
+
+const sizes = (process.env.R1V_BENCH_SIZES ?? '256,512,1024,2048').split(',').map(Number);
+const info = buildInfo();
+const cpu = devices()[0]!;
+
+console.log(`r1v ${info.version} — CPU: ${cpu.name}, ${info.threads} threads, ISA ${info.cpuIsa}; BLAS: ${info.blas ?? 'none'}`);
+const peak = native().measureCpuPeakGflops(0.5);
+console.log(`measured fp32 FMA peak (all threads): ${peak.toFixed(1)} GFLOP/s\n`);
+
+interface Row { device: string; kernel: string; dtype: string; size: number; ms: number; gflops: number; ofPeak: string }
+const rows: Row[] = [];
+
+async function measure(engine: Engine, label: string, dtype: FloatDType, size: number, peakGflops: number | undefined) {
+  const a = engine.randn([size, size], { dtype, seed: 1 });
+  const b = engine.randn([size, size], { dtype, seed: 2 });
+  const bench = new Bench({ time: size >= 2048 ? 1500 : 500, warmupTime: 200, warmupIterations: 2 });
+  bench.add(label, async () => {
+    ops.matmul(a, b).dispose();
+    await engine.synchronize();
+  });
+  await bench.run();
+  const result = bench.tasks[0]!.result;
+  if (!('latency' in result)) throw new Error(`${label} ${size}: benchmark did not complete (${result.state})`);
+  const ms = result.latency.p50;
+  const gflops = (2 * size ** 3) / (ms * 1e6);
+  rows.push({
+    device: engine.device.id, kernel: label, dtype, size, ms: Number(ms.toFixed(3)), gflops: Number(gflops.toFixed(1)),
+    ofPeak: peakGflops ? `${((100 * gflops) / peakGflops).toFixed(0)}%` : 'n/a',
+  });
+  a.dispose();
+  b.dispose();
+}
+
+const engine = Engine.create({ device: 'cpu' });
+for (const size of sizes) {
+  engine.setCpuGemm('builtin');
+  await measure(engine, 'builtin', 'f32', size, peak);
+  if (info.blas) {
+    engine.setCpuGemm('blas');
+    await measure(engine, 'blas', 'f32', size, peak);
+  }
+}
+engine.dispose();
+
+// Nominal dense peaks (GFLOP/s) of common data-centre GPUs, for "% of peak".
+const GPU_PEAKS: Array<[RegExp, Record<FloatDType, number>]> = [
+  [/H100|H200|GH200/, { f32: 67_000, bf16: 989_000, f16: 989_000 }],
+  [/A100/, { f32: 19_500, bf16: 312_000, f16: 312_000 }],
+];
+for (const gpu of devices().filter((d) => d.kind === 'cuda')) {
+  const e = Engine.create({ device: gpu.id });
+  const peaks = GPU_PEAKS.find(([pattern]) => pattern.test(gpu.name))?.[1];
+  for (const dtype of ['f32', 'bf16', 'f16'] as const) {
+    for (const size of [...sizes, 4096]) await measure(e, 'r1v', dtype, size, peaks?.[dtype]);
+  }
+  e.dispose();
+}
+
+console.table(rows);
+const builtin = rows.filter((r) => r.kernel === 'builtin');
+const blas = rows.filter((r) => r.kernel === 'blas');
+for (const row of builtin) {
+  const peer = blas.find((r) => r.size === row.size);
+  if (peer) console.log(`size ${row.size}: built-in / BLAS = ${(row.gflops / peer.gflops).toFixed(2)}`);
+}
