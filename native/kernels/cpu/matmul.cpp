@@ -179,26 +179,6 @@ void kernel_generic(int64_t kc, const float* __restrict a, const float* __restri
   write_tile_part<MR, NR>(&acc[0][0], c, ldc, accumulate, m_valid, n_valid);
 }
 
-// ---- per-ISA shapes and cache blocking ------------------------------------------------
-
-// KC·NR·4 bytes (the B micro-panel reused by every A micro-panel) should stay in L1;
-// MC·KC·4 (the packed A block) in L2; KC·NC·4 (the packed B block) in L3.
-struct Avx512Shape {
-  static constexpr int MR = 14, NR = 32;
-  static constexpr int64_t KC = 512, MC = 14 * 12, NC = 4096;
-  static constexpr int64_t kReadBInPlaceMaxRows = 64;
-};
-struct Avx2Shape {
-  static constexpr int MR = 6, NR = 16;
-  static constexpr int64_t KC = 256, MC = 6 * 24, NC = 4096;
-  static constexpr int64_t kReadBInPlaceMaxRows = 64;
-};
-struct GenericShape {
-  static constexpr int MR = 6, NR = 8;
-  static constexpr int64_t KC = 256, MC = 6 * 16, NC = 2048;
-  static constexpr int64_t kReadBInPlaceMaxRows = 64;
-};
-
 // ---- packing -----------------------------------------------------------------------
 
 // The operands as the blocked loops see them: op(A) is [M,K], op(B) is [K,N].
@@ -226,6 +206,8 @@ void transpose_into_panel(const float* const* lines, int valid, int64_t kc, floa
     float* d = dst + k0 * W;
     for (int w = 0; w < valid; ++w) {
       const float* src = lines[w] + k0;
+      // W interleaved rows are more streams than the hardware prefetcher follows.
+      __builtin_prefetch(src + 2 * kStep);
       for (int64_t k = 0; k < steps; ++k) d[k * W + w] = src[k];
     }
     for (int w = valid; w < W; ++w)
@@ -233,10 +215,111 @@ void transpose_into_panel(const float* const* lines, int valid, int64_t kc, floa
   }
 }
 
+#if defined(__x86_64__)
+
+// In-register transpose of a 16×16 block: r[i] lane j ← r[j] lane i.
+__attribute__((target("avx512f"))) inline void transpose_16x16(__m512 r[16]) {
+  __m512 t[16];
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {
+    for (int j = 0; j < 2; ++j) {
+      const __m512d lo = _mm512_castps_pd(t[i + j]), hi = _mm512_castps_pd(t[i + j + 2]);
+      r[i + 2 * j] = _mm512_castpd_ps(_mm512_unpacklo_pd(lo, hi));
+      r[i + 2 * j + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(lo, hi));
+    }
+  }
+  for (int i = 0; i < 16; i += 8) {
+    for (int j = 0; j < 4; ++j) {
+      t[i + j] = _mm512_shuffle_f32x4(r[i + j], r[i + j + 4], 0x88);
+      t[i + j + 4] = _mm512_shuffle_f32x4(r[i + j], r[i + j + 4], 0xdd);
+    }
+  }
+  for (int j = 0; j < 8; ++j) {
+    r[j] = _mm512_shuffle_f32x4(t[j], t[j + 8], 0x88);
+    r[j + 8] = _mm512_shuffle_f32x4(t[j], t[j + 8], 0xdd);
+  }
+}
+
+// transpose_into_panel with 16×16 register transposes: whole cache lines in, whole
+// panel rows out, instead of one scalar load and store per element.
+template <int W>
+__attribute__((target("avx512f"))) void transpose_into_panel_avx512(const float* const* lines,
+                                                                    int valid, int64_t kc,
+                                                                    float* dst) {
+  constexpr int64_t kStep = 16;
+  const int64_t whole = kc / kStep * kStep;
+  for (int64_t k0 = 0; k0 < whole; k0 += kStep) {
+    for (int g = 0; g < W; g += 16) {
+      __m512 r[16];
+#pragma GCC unroll 16
+      for (int i = 0; i < 16; ++i) {
+        if (g + i < valid) {
+          r[i] = _mm512_loadu_ps(lines[g + i] + k0);
+          _mm_prefetch(reinterpret_cast<const char*>(lines[g + i] + k0 + 2 * kStep), _MM_HINT_T0);
+        } else {
+          r[i] = _mm512_setzero_ps();
+        }
+      }
+      transpose_16x16(r);
+      const int width = std::min(16, W - g);
+      const __mmask16 mask = width == 16 ? __mmask16(0xFFFF) : __mmask16((1u << width) - 1u);
+#pragma GCC unroll 16
+      for (int i = 0; i < 16; ++i) _mm512_mask_storeu_ps(dst + (k0 + i) * W + g, mask, r[i]);
+    }
+  }
+  for (int64_t k = whole; k < kc; ++k)
+    for (int w = 0; w < W; ++w) dst[k * W + w] = w < valid ? lines[w][k] : 0.0f;
+}
+
+#endif  // __x86_64__
+
+// ---- per-ISA shapes and cache blocking ------------------------------------------------
+
+// MC·KC·4 bytes (the packed A block) should stay in L2 and KC·NC·4 (the packed B block)
+// in L3; the B micro-panel (KC·NR·4) is reused by every A micro-panel of the block. KC
+// and MC were tuned on Zen 5 (48 KiB L1, 1 MiB L2): a deep KC halves the passes over C.
+// transpose_a / transpose_b pack non-transposed A and transposed B (strided gathers).
+#if defined(__x86_64__)
+struct Avx512Shape {
+  static constexpr int MR = 14, NR = 32;
+  static constexpr int64_t KC = 512, MC = 14 * 12, NC = 4096;
+  static void transpose_a(const float* const* rows, int valid, int64_t kc, float* dst) {
+    transpose_into_panel_avx512<MR>(rows, valid, kc, dst);
+  }
+  static void transpose_b(const float* const* cols, int valid, int64_t kc, float* dst) {
+    transpose_into_panel_avx512<NR>(cols, valid, kc, dst);
+  }
+};
+struct Avx2Shape {
+  static constexpr int MR = 6, NR = 16;
+  static constexpr int64_t KC = 256, MC = 6 * 24, NC = 4096;
+  static void transpose_a(const float* const* rows, int valid, int64_t kc, float* dst) {
+    transpose_into_panel<MR>(rows, valid, kc, dst);
+  }
+  static void transpose_b(const float* const* cols, int valid, int64_t kc, float* dst) {
+    transpose_into_panel<NR>(cols, valid, kc, dst);
+  }
+};
+#endif
+struct GenericShape {
+  static constexpr int MR = 6, NR = 8;
+  static constexpr int64_t KC = 256, MC = 6 * 16, NC = 2048;
+  static void transpose_a(const float* const* rows, int valid, int64_t kc, float* dst) {
+    transpose_into_panel<MR>(rows, valid, kc, dst);
+  }
+  static void transpose_b(const float* const* cols, int valid, int64_t kc, float* dst) {
+    transpose_into_panel<NR>(cols, valid, kc, dst);
+  }
+};
+
 // Packs op(A)[i0 : i0+mc, p0 : p0+kc] as ceil(mc/MR) micro-panels, each [kc][MR]; rows
 // past mc are zero.
-template <int MR>
+template <class Shape>
 void pack_a(const Operands& op, int64_t i0, int64_t mc, int64_t p0, int64_t kc, float* dst) {
+  constexpr int MR = Shape::MR;
   for (int64_t ir = 0; ir < mc; ir += MR, dst += MR * kc) {
     const int mr = static_cast<int>(std::min<int64_t>(MR, mc - ir));
     const int64_t i = i0 + ir;
@@ -244,7 +327,7 @@ void pack_a(const Operands& op, int64_t i0, int64_t mc, int64_t p0, int64_t kc, 
       // A stored [M,K]: row r of the panel is contiguous in k.
       const float* rows[MR];
       for (int r = 0; r < MR; ++r) rows[r] = op.a + (i + std::min(r, mr - 1)) * op.lda + p0;
-      transpose_into_panel<MR>(rows, mr, kc, dst);
+      Shape::transpose_a(rows, mr, kc, dst);
     } else {
       // A stored [K,M]: each k step of the panel is a contiguous run of mr floats.
       const float* src = op.a + p0 * op.lda + i;
@@ -262,8 +345,9 @@ void pack_a(const Operands& op, int64_t i0, int64_t mc, int64_t p0, int64_t kc, 
 
 // Packs op(B)[p0 : p0+kc, j0 : j0+nc] as ceil(nc/NR) micro-panels, each [kc][NR]; columns
 // past nc are zero.
-template <int NR>
+template <class Shape>
 void pack_b(const Operands& op, int64_t p0, int64_t kc, int64_t j0, int64_t nc, float* dst) {
+  constexpr int NR = Shape::NR;
   const int64_t whole = nc / NR * NR;
   const int tail = static_cast<int>(nc - whole);
   if (!op.trans_b) {
@@ -290,7 +374,7 @@ void pack_b(const Operands& op, int64_t p0, int64_t kc, int64_t j0, int64_t nc, 
     const int nr = static_cast<int>(std::min<int64_t>(NR, nc - jr));
     const float* cols[NR];
     for (int c = 0; c < NR; ++c) cols[c] = op.b + (j0 + jr + std::min(c, nr - 1)) * op.ldb + p0;
-    transpose_into_panel<NR>(cols, nr, kc, dst);
+    Shape::transpose_b(cols, nr, kc, dst);
   }
 }
 
@@ -350,11 +434,10 @@ void gemm_region(const Operands& op, MicroKernel kernel, int64_t m0, int64_t m1,
   const int64_t kc_max = balanced_block(k, Shape::KC, 1);
   const int64_t mc_max = balanced_block(m, Shape::MC, MR);
   const int64_t nc_max = balanced_block(n, Shape::NC, NR);
-  // With few rows each packed B panel would be used only a few times, so copying B
-  // costs about as much as the multiply: the kernel then reads [K,N] B where it lies
-  // (its NR floats per k step are contiguous) and only a ragged last panel is packed.
-  static const int64_t tune_direct = getenv("R1V_TUNE_DIRECT") ? atol(getenv("R1V_TUNE_DIRECT")) : Shape::kReadBInPlaceMaxRows;
-  const bool b_in_place = !op.trans_b && m <= tune_direct;
+  // When all rows fit one MC block, each packed B panel would be read exactly once, so
+  // packing would only add a copy of B: the kernel then reads [K,N] B where it lies (its
+  // NR floats per k step are contiguous) and only a ragged last panel is packed.
+  const bool b_in_place = !op.trans_b && m <= Shape::MC;
   float* packed_a = packed_a_buffer.get(round_up(mc_max, MR) * kc_max);
   float* packed_b = packed_b_buffer.get((b_in_place ? NR : round_up(nc_max, NR)) * kc_max);
 
@@ -365,13 +448,13 @@ void gemm_region(const Operands& op, MicroKernel kernel, int64_t m0, int64_t m1,
       const int64_t kc = std::min(kc_max, k - pc);
       const bool accumulate = pc > 0;  // the first k block overwrites C
       if (!b_in_place) {
-        pack_b<NR>(op, pc, kc, jc, nc, packed_b);
+        pack_b<Shape>(op, pc, kc, jc, nc, packed_b);
       } else if (nc_whole_panels < nc) {
-        pack_b<NR>(op, pc, kc, jc + nc_whole_panels, nc - nc_whole_panels, packed_b);
+        pack_b<Shape>(op, pc, kc, jc + nc_whole_panels, nc - nc_whole_panels, packed_b);
       }
       for (int64_t ic = m0; ic < m1; ic += mc_max) {
         const int64_t mc = std::min(mc_max, m1 - ic);
-        pack_a<MR>(op, ic, mc, pc, kc, packed_a);
+        pack_a<Shape>(op, ic, mc, pc, kc, packed_a);
         for (int64_t jr = 0; jr < nc; jr += NR) {
           const int n_valid = static_cast<int>(std::min<int64_t>(NR, nc - jr));
           const float* b_panel = packed_b + jr * kc;
