@@ -30,7 +30,8 @@ class PendingPromise {
   void finish(std::exception_ptr error);
 
  private:
-  PendingPromise(Napi::Env env, Settle settle) : deferred_(Napi::Promise::Deferred::New(env)), settle_(std::move(settle)) {}
+  PendingPromise(Napi::Env env, Settle settle)
+      : deferred_(Napi::Promise::Deferred::New(env)), settle_(std::move(settle)) {}
   Napi::Promise::Deferred deferred_;
   Settle settle_;
   std::exception_ptr error_;

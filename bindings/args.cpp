@@ -84,7 +84,8 @@ void check_receiver(const Napi::CallbackInfo& info, const napi_type_tag* tag, co
 
 Napi::Array shape_to_js(Napi::Env env, const Shape& shape) {
   Napi::Array out = Napi::Array::New(env, shape.size());
-  for (size_t i = 0; i < shape.size(); ++i) out.Set(static_cast<uint32_t>(i), Napi::Number::New(env, static_cast<double>(shape[i])));
+  for (size_t i = 0; i < shape.size(); ++i)
+    out.Set(static_cast<uint32_t>(i), Napi::Number::New(env, static_cast<double>(shape[i])));
   return out;
 }
 

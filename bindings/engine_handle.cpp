@@ -14,19 +14,17 @@ const napi_type_tag kEngineTag = {0x7231762d656e6769ULL, 0x6e652d68616e646cULL};
 }  // namespace
 
 Napi::Function EngineHandle::define(Napi::Env env) {
-  return DefineClass(env, "EngineHandle",
-                     {InstanceAccessor<&EngineHandle::device>("device"),
-                      InstanceAccessor<&EngineHandle::seed>("seed"),
-                      InstanceAccessor<&EngineHandle::disposed>("disposed"),
-                      InstanceMethod<&EngineHandle::tensor>("tensor"),
-                      InstanceMethod<&EngineHandle::full>("full"),
-                      InstanceMethod<&EngineHandle::randn>("randn"),
-                      InstanceMethod<&EngineHandle::memory_stats>("memoryStats"),
-                      InstanceMethod<&EngineHandle::reset_peak_memory>("resetPeakMemory"),
-                      InstanceMethod<&EngineHandle::set_cpu_gemm>("setCpuGemm"),
-                      InstanceMethod<&EngineHandle::synchronize>("synchronize"),
-                      InstanceMethod<&EngineHandle::synchronize_sync>("synchronizeSync"),
-                      InstanceMethod<&EngineHandle::dispose>("dispose")});
+  return DefineClass(
+      env, "EngineHandle",
+      {InstanceAccessor<&EngineHandle::device>("device"), InstanceAccessor<&EngineHandle::seed>("seed"),
+       InstanceAccessor<&EngineHandle::disposed>("disposed"), InstanceMethod<&EngineHandle::tensor>("tensor"),
+       InstanceMethod<&EngineHandle::full>("full"), InstanceMethod<&EngineHandle::randn>("randn"),
+       InstanceMethod<&EngineHandle::memory_stats>("memoryStats"),
+       InstanceMethod<&EngineHandle::reset_peak_memory>("resetPeakMemory"),
+       InstanceMethod<&EngineHandle::set_cpu_gemm>("setCpuGemm"),
+       InstanceMethod<&EngineHandle::synchronize>("synchronize"),
+       InstanceMethod<&EngineHandle::synchronize_sync>("synchronizeSync"),
+       InstanceMethod<&EngineHandle::dispose>("dispose")});
 }
 
 // new EngineHandle(device: 'cpu' | 'cuda:N', seed: non-negative integer)
@@ -81,10 +79,17 @@ Napi::Value EngineHandle::tensor(const Napi::CallbackInfo& info) {
       Napi::TypedArray array = data.As<Napi::TypedArray>();
       HostType type;
       switch (array.TypedArrayType()) {
-        case napi_float32_array: type = HostType::F32; break;
-        case napi_float64_array: type = HostType::F64; break;
-        case napi_int32_array: type = HostType::I32; break;
-        default: fail(ErrorCode::Argument, "data must be a Float32Array, Float64Array, Int32Array or number[]");
+        case napi_float32_array:
+          type = HostType::F32;
+          break;
+        case napi_float64_array:
+          type = HostType::F64;
+          break;
+        case napi_int32_array:
+          type = HostType::I32;
+          break;
+        default:
+          fail(ErrorCode::Argument, "data must be a Float32Array, Float64Array, Int32Array or number[]");
       }
       const void* host = static_cast<const uint8_t*>(array.ArrayBuffer().Data()) + array.ByteOffset();
       return TensorHandle::wrap(env, tensor_from_host(ctx, shape, dtype, host, type, array.ElementLength()));
@@ -165,10 +170,14 @@ Napi::Value EngineHandle::set_cpu_gemm(const Napi::CallbackInfo& info) {
     expect_count(info, 1, 1, "setCpuGemm");
     std::string name = read_string(info[0], "backend");
     CpuGemmBackend backend;
-    if (name == "auto") backend = CpuGemmBackend::Auto;
-    else if (name == "builtin") backend = CpuGemmBackend::Builtin;
-    else if (name == "blas") backend = CpuGemmBackend::Blas;
-    else fail(ErrorCode::Argument, "backend '", name, "' must be 'auto', 'builtin' or 'blas'");
+    if (name == "auto")
+      backend = CpuGemmBackend::Auto;
+    else if (name == "builtin")
+      backend = CpuGemmBackend::Builtin;
+    else if (name == "blas")
+      backend = CpuGemmBackend::Blas;
+    else
+      fail(ErrorCode::Argument, "backend '", name, "' must be 'auto', 'builtin' or 'blas'");
     live()->set_cpu_gemm(backend);
     return info.Env().Undefined();
   });

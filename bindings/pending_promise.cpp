@@ -13,22 +13,23 @@ PendingPromise* PendingPromise::begin(Napi::Env env, Settle settle) {
 
 void PendingPromise::finish(std::exception_ptr error) {
   error_ = error;
-  napi_status status = data_->completions.NonBlockingCall(this, [](Napi::Env env, Napi::Function, PendingPromise* self) {
-    if (--self->data_->pending == 0) self->data_->completions.Unref(env);
-    Napi::HandleScope scope(env);
-    try {
-      if (self->error_) {
-        self->deferred_.Reject(make_error(env, self->error_).Value());
-      } else {
-        self->deferred_.Resolve(self->settle_(env));
-      }
-    } catch (const Napi::Error& e) {
-      self->deferred_.Reject(e.Value());
-    } catch (...) {
-      self->deferred_.Reject(make_error(env, std::current_exception()).Value());
-    }
-    delete self;
-  });
+  napi_status status =
+      data_->completions.NonBlockingCall(this, [](Napi::Env env, Napi::Function, PendingPromise* self) {
+        if (--self->data_->pending == 0) self->data_->completions.Unref(env);
+        Napi::HandleScope scope(env);
+        try {
+          if (self->error_) {
+            self->deferred_.Reject(make_error(env, self->error_).Value());
+          } else {
+            self->deferred_.Resolve(self->settle_(env));
+          }
+        } catch (const Napi::Error& e) {
+          self->deferred_.Reject(e.Value());
+        } catch (...) {
+          self->deferred_.Reject(make_error(env, std::current_exception()).Value());
+        }
+        delete self;
+      });
   if (status != napi_ok) delete this;  // the environment is shutting down: nobody is waiting
 }
 

@@ -14,21 +14,19 @@ const napi_type_tag kTensorTag = {0x7231762d74656e73ULL, 0x6f722d68616e646cULL};
 }  // namespace
 
 Napi::Function TensorHandle::define(Napi::Env env) {
-  return DefineClass(env, "TensorHandle",
-                     {InstanceAccessor<&TensorHandle::shape>("shape"),
-                      InstanceAccessor<&TensorHandle::dtype>("dtype"),
-                      InstanceAccessor<&TensorHandle::device>("device"),
-                      InstanceAccessor<&TensorHandle::numel>("numel"),
-                      InstanceAccessor<&TensorHandle::disposed>("disposed"),
-                      InstanceMethod<&TensorHandle::to_array>("toArray"),
-                      InstanceMethod<&TensorHandle::to_array_sync>("toArraySync"),
-                      InstanceMethod<&TensorHandle::dispose>("dispose")});
+  return DefineClass(
+      env, "TensorHandle",
+      {InstanceAccessor<&TensorHandle::shape>("shape"), InstanceAccessor<&TensorHandle::dtype>("dtype"),
+       InstanceAccessor<&TensorHandle::device>("device"), InstanceAccessor<&TensorHandle::numel>("numel"),
+       InstanceAccessor<&TensorHandle::disposed>("disposed"), InstanceMethod<&TensorHandle::to_array>("toArray"),
+       InstanceMethod<&TensorHandle::to_array_sync>("toArraySync"), InstanceMethod<&TensorHandle::dispose>("dispose")});
 }
 
 TensorHandle::TensorHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TensorHandle>(info) {
   // Only wrap() may create handles; it passes an External carrying the tensor.
   if (info.Length() != 1 || !info[0].IsExternal())
-    throw make_error(info.Env(), ErrorCode::Argument, "TensorHandle cannot be constructed from JavaScript; use Engine methods");
+    throw make_error(info.Env(), ErrorCode::Argument,
+                     "TensorHandle cannot be constructed from JavaScript; use Engine methods");
   tensor_ = *info[0].As<Napi::External<Tensor>>().Data();
   info.This().As<Napi::Object>().TypeTag(&kTensorTag);
   reported_bytes_ = static_cast<int64_t>(tensor_.nbytes());
@@ -67,32 +65,36 @@ void TensorHandle::release(Napi::Env env) {
 Napi::Value TensorHandle::shape(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&] {
     check_receiver(info, &kTensorTag, "TensorHandle");
-    return shape_to_js(info.Env(), live("tensor").shape()); });
+    return shape_to_js(info.Env(), live("tensor").shape());
+  });
 }
 
 Napi::Value TensorHandle::dtype(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     check_receiver(info, &kTensorTag, "TensorHandle");
-    return Napi::String::New(info.Env(), dtype_name(live("tensor").dtype())); });
+    return Napi::String::New(info.Env(), dtype_name(live("tensor").dtype()));
+  });
 }
 
 Napi::Value TensorHandle::device(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     check_receiver(info, &kTensorTag, "TensorHandle");
-    return Napi::String::New(info.Env(), live("tensor").device().id()); });
+    return Napi::String::New(info.Env(), live("tensor").device().id());
+  });
 }
 
 Napi::Value TensorHandle::numel(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     check_receiver(info, &kTensorTag, "TensorHandle");
-    return Napi::Number::New(info.Env(), static_cast<double>(live("tensor").numel())); });
+    return Napi::Number::New(info.Env(), static_cast<double>(live("tensor").numel()));
+  });
 }
 
 Napi::Value TensorHandle::disposed(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
-  check_receiver(info, &kTensorTag, "TensorHandle");
-  bool alive = tensor_.defined() && !tensor_.context()->disposed() && tensor_.data() != nullptr;
-  return Napi::Boolean::New(info.Env(), !alive);
+    check_receiver(info, &kTensorTag, "TensorHandle");
+    bool alive = tensor_.defined() && !tensor_.context()->disposed() && tensor_.data() != nullptr;
+    return Napi::Boolean::New(info.Env(), !alive);
   });
 }
 

@@ -45,7 +45,8 @@ class ByteCounter {
   void add(uint64_t bytes) {
     uint64_t now = current_.fetch_add(bytes) + bytes;
     uint64_t peak = peak_.load();
-    while (now > peak && !peak_.compare_exchange_weak(peak, now)) {}
+    while (now > peak && !peak_.compare_exchange_weak(peak, now)) {
+    }
   }
   void sub(uint64_t bytes) { current_.fetch_sub(bytes); }
   uint64_t current() const { return current_.load(); }

@@ -12,18 +12,16 @@ namespace r1v {
 namespace {
 
 // CBLAS enum values (cblas.h): row-major 101, no-transpose 111, transpose 112.
-using CblasSgemm = void (*)(int order, int trans_a, int trans_b, int m, int n, int k, float alpha,
-                            const float* a, int lda, const float* b, int ldb, float beta, float* c,
-                            int ldc);
+using CblasSgemm = void (*)(int order, int trans_a, int trans_b, int m, int n, int k, float alpha, const float* a,
+                            int lda, const float* b, int ldb, float beta, float* c, int ldc);
 using SetThreads = void (*)(int);
 
 CblasSgemm cblas_sgemm_fn = nullptr;
 SetThreads set_threads_fn = nullptr;
 
-void sgemm_row_major(bool trans_a, bool trans_b, int m, int n, int k, const float* a, int lda,
-                     const float* b, int ldb, float* c, int ldc) {
-  cblas_sgemm_fn(101, trans_a ? 112 : 111, trans_b ? 112 : 111, m, n, k, 1.0f, a, lda, b, ldb,
-                 0.0f, c, ldc);
+void sgemm_row_major(bool trans_a, bool trans_b, int m, int n, int k, const float* a, int lda, const float* b, int ldb,
+                     float* c, int ldc) {
+  cblas_sgemm_fn(101, trans_a ? 112 : 111, trans_b ? 112 : 111, m, n, k, 1.0f, a, lda, b, ldb, 0.0f, c, ldc);
 }
 
 BlasLibrary* load_blas() {

@@ -8,8 +8,8 @@ namespace r1v {
 
 struct BlasLibrary {
   // C = op(A)·op(B), row-major, f32 (cblas_sgemm with alpha 1, beta 0).
-  void (*sgemm)(bool trans_a, bool trans_b, int m, int n, int k, const float* a, int lda,
-                const float* b, int ldb, float* c, int ldc) = nullptr;
+  void (*sgemm)(bool trans_a, bool trans_b, int m, int n, int k, const float* a, int lda, const float* b, int ldb,
+                float* c, int ldc) = nullptr;
   std::string path;  // what was loaded
 };
 

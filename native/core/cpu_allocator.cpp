@@ -17,7 +17,8 @@ class CpuAllocator final : public Allocator {
     size_t rounded = round_up(bytes);
     check_host_allocation(rounded, "a tensor");
     void* ptr = std::aligned_alloc(64, rounded);
-    if (!ptr) fail(ErrorCode::OOM, "out of host memory allocating ", bytes, " bytes (", counter_.current(), " bytes in use)");
+    if (!ptr)
+      fail(ErrorCode::OOM, "out of host memory allocating ", bytes, " bytes (", counter_.current(), " bytes in use)");
     counter_.add(rounded);
     return ptr;
   }
@@ -42,7 +43,8 @@ class CpuAllocator final : public Allocator {
 }  // namespace
 
 uint64_t physical_memory_bytes() {
-  static const uint64_t total = static_cast<uint64_t>(sysconf(_SC_PHYS_PAGES)) * static_cast<uint64_t>(sysconf(_SC_PAGE_SIZE));
+  static const uint64_t total =
+      static_cast<uint64_t>(sysconf(_SC_PHYS_PAGES)) * static_cast<uint64_t>(sysconf(_SC_PAGE_SIZE));
   return total;
 }
 

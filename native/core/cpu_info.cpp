@@ -38,8 +38,7 @@ std::string best_isa() {
 std::string choose_isa() {
   if (const char* env = std::getenv("R1V_CPU_ISA")) {
     std::string forced = env;
-    if ((forced == "avx512" || forced == "avx2" || forced == "generic") && cpu_can_run(forced))
-      return forced;
+    if ((forced == "avx512" || forced == "avx2" || forced == "generic") && cpu_can_run(forced)) return forced;
   }
   return best_isa();
 }
@@ -163,8 +162,7 @@ double measure_cpu_peak_gflops(double seconds) {
   ThreadPool& pool = ThreadPool::global();
   std::vector<double> flops(pool.num_threads(), 0.0);
   auto start = Clock::now();
-  auto deadline = start + std::chrono::duration_cast<Clock::duration>(
-                              std::chrono::duration<double>(seconds));
+  auto deadline = start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
   pool.run([&](int t, int) { flops[t] = fma_chains_widest(deadline); });
   double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
   double total = 0;

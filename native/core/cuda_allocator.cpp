@@ -19,9 +19,9 @@ namespace r1v {
 
 namespace {
 
-constexpr size_t kSmallGranularity = 512;               // requests up to kSmallLimit
-constexpr size_t kSmallLimit = size_t{1} << 20;         // 1 MiB
-constexpr size_t kLargeGranularity = size_t{2} << 20;   // 2 MiB, above kSmallLimit
+constexpr size_t kSmallGranularity = 512;              // requests up to kSmallLimit
+constexpr size_t kSmallLimit = size_t{1} << 20;        // 1 MiB
+constexpr size_t kLargeGranularity = size_t{2} << 20;  // 2 MiB, above kSmallLimit
 
 size_t round_up(size_t bytes, size_t granularity) { return (bytes + granularity - 1) / granularity * granularity; }
 
@@ -70,8 +70,8 @@ class CudaCachingAllocator final : public Allocator {
   void* allocate(size_t bytes) override {
     R1V_CHECK(bytes <= (size_t{1} << 62), OOM, "CUDA allocation of ", bytes, " bytes is too large");
     // Zero bytes still gets a real block, so every tensor has a distinct pointer.
-    const size_t rounded = bytes <= kSmallLimit ? round_up(bytes == 0 ? 1 : bytes, kSmallGranularity)
-                                                : round_up(bytes, kLargeGranularity);
+    const size_t rounded =
+        bytes <= kSmallLimit ? round_up(bytes == 0 ? 1 : bytes, kSmallGranularity) : round_up(bytes, kLargeGranularity);
     std::lock_guard<std::mutex> lock(mutex_);
 
     // The smallest cached block that fits, if it wastes at most half of itself.
@@ -99,13 +99,13 @@ class CudaCachingAllocator final : public Allocator {
       if (err == cudaErrorMemoryAllocation) {
         size_t free_bytes = 0, total_bytes = 0;
         if (cudaMemGetInfo(&free_bytes, &total_bytes) != cudaSuccess) cudaGetLastError();
-        fail(ErrorCode::OOM, "CUDA out of memory on cuda:", device_index_, ": tried to allocate ", bytes,
-             " bytes (", rounded, " rounded); this engine has ", allocated_bytes_, " bytes allocated and ",
+        fail(ErrorCode::OOM, "CUDA out of memory on cuda:", device_index_, ": tried to allocate ", bytes, " bytes (",
+             rounded, " rounded); this engine has ", allocated_bytes_, " bytes allocated and ",
              allocated_bytes_ + cached_bytes_, " bytes reserved; the device has ", free_bytes, " of ", total_bytes,
              " bytes free");
       }
-      fail(ErrorCode::Cuda, "cudaMalloc of ", rounded, " bytes on cuda:", device_index_, " failed: ",
-           cudaGetErrorString(err));
+      fail(ErrorCode::Cuda, "cudaMalloc of ", rounded, " bytes on cuda:", device_index_,
+           " failed: ", cudaGetErrorString(err));
     }
     track_live(ptr, rounded);
     return ptr;
@@ -167,8 +167,8 @@ class CudaCachingAllocator final : public Allocator {
   const int device_index_;
   const cudaStream_t stream_;
   mutable std::mutex mutex_;
-  std::multimap<size_t, void*> free_blocks_;         // block size → pointer
-  std::unordered_map<void*, size_t> live_blocks_;    // pointer → block size
+  std::multimap<size_t, void*> free_blocks_;       // block size → pointer
+  std::unordered_map<void*, size_t> live_blocks_;  // pointer → block size
   uint64_t allocated_bytes_ = 0, peak_bytes_ = 0, cached_bytes_ = 0;
 };
 

@@ -81,7 +81,8 @@ Device parse_device(const std::string& name) {
   } else if (name.rfind("cuda:", 0) == 0 && name.size() > 5 && name.size() <= 8) {
     index = 0;
     for (size_t i = 5; i < name.size(); ++i) {
-      if (name[i] < '0' || name[i] > '9') fail(ErrorCode::Device, "unknown device '", name, "' (expected 'cpu' or 'cuda:N')");
+      if (name[i] < '0' || name[i] > '9')
+        fail(ErrorCode::Device, "unknown device '", name, "' (expected 'cpu' or 'cuda:N')");
       index = index * 10 + (name[i] - '0');
     }
   } else {
@@ -89,9 +90,9 @@ Device parse_device(const std::string& name) {
   }
   int count = cuda_device_count();
   if (!built_with_cuda())
-    fail(ErrorCode::Device, "device '", name, "' is not available: this build of r1v has no CUDA support (rebuild with nvcc present, R1V_CUDA=ON)");
-  if (index >= count)
-    fail(ErrorCode::Device, "device '", name, "' is not available: ", count, " CUDA device(s) found");
+    fail(ErrorCode::Device, "device '", name,
+         "' is not available: this build of r1v has no CUDA support (rebuild with nvcc present, R1V_CUDA=ON)");
+  if (index >= count) fail(ErrorCode::Device, "device '", name, "' is not available: ", count, " CUDA device(s) found");
   return Device{DeviceKind::CUDA, index};
 }
 

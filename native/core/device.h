@@ -23,8 +23,8 @@ struct Device {
 struct DeviceInfo {
   Device device;
   std::string name;
-  int threads = 0;                 // CPU: worker threads of the pool
-  uint64_t memory_bytes = 0;       // CUDA: total device memory
+  int threads = 0;            // CPU: worker threads of the pool
+  uint64_t memory_bytes = 0;  // CUDA: total device memory
   int compute_major = 0, compute_minor = 0;
   int multiprocessors = 0;
 };

@@ -12,20 +12,28 @@ enum class DType : uint8_t { F32, BF16, F16, I32 };
 
 inline size_t dtype_size(DType t) {
   switch (t) {
-    case DType::F32: return 4;
-    case DType::BF16: return 2;
-    case DType::F16: return 2;
-    case DType::I32: return 4;
+    case DType::F32:
+      return 4;
+    case DType::BF16:
+      return 2;
+    case DType::F16:
+      return 2;
+    case DType::I32:
+      return 4;
   }
   return 4;
 }
 
 inline const char* dtype_name(DType t) {
   switch (t) {
-    case DType::F32: return "f32";
-    case DType::BF16: return "bf16";
-    case DType::F16: return "f16";
-    case DType::I32: return "i32";
+    case DType::F32:
+      return "f32";
+    case DType::BF16:
+      return "bf16";
+    case DType::F16:
+      return "f16";
+    case DType::I32:
+      return "i32";
   }
   return "?";
 }
@@ -34,16 +42,29 @@ inline bool is_floating(DType t) { return t != DType::I32; }
 
 // Returns false when the name is not a dtype.
 inline bool parse_dtype(const std::string& name, DType* out) {
-  if (name == "f32") *out = DType::F32;
-  else if (name == "bf16") *out = DType::BF16;
-  else if (name == "f16") *out = DType::F16;
-  else if (name == "i32") *out = DType::I32;
-  else return false;
+  if (name == "f32")
+    *out = DType::F32;
+  else if (name == "bf16")
+    *out = DType::BF16;
+  else if (name == "f16")
+    *out = DType::F16;
+  else if (name == "i32")
+    *out = DType::I32;
+  else
+    return false;
   return true;
 }
 
-inline uint32_t float_bits(float f) { uint32_t u; std::memcpy(&u, &f, 4); return u; }
-inline float bits_float(uint32_t u) { float f; std::memcpy(&f, &u, 4); return f; }
+inline uint32_t float_bits(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return u;
+}
+inline float bits_float(uint32_t u) {
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
 
 inline uint16_t float_to_bf16_bits(float f) {
   uint32_t u = float_bits(f);

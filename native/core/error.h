@@ -12,15 +12,24 @@ enum class ErrorCode { Argument, Shape, DType, Device, Disposed, OOM, Cuda, IO, 
 
 inline const char* error_code_name(ErrorCode code) {
   switch (code) {
-    case ErrorCode::Argument: return "ARGUMENT";
-    case ErrorCode::Shape: return "SHAPE";
-    case ErrorCode::DType: return "DTYPE";
-    case ErrorCode::Device: return "DEVICE";
-    case ErrorCode::Disposed: return "DISPOSED";
-    case ErrorCode::OOM: return "OOM";
-    case ErrorCode::Cuda: return "CUDA";
-    case ErrorCode::IO: return "IO";
-    case ErrorCode::Config: return "CONFIG";
+    case ErrorCode::Argument:
+      return "ARGUMENT";
+    case ErrorCode::Shape:
+      return "SHAPE";
+    case ErrorCode::DType:
+      return "DTYPE";
+    case ErrorCode::Device:
+      return "DEVICE";
+    case ErrorCode::Disposed:
+      return "DISPOSED";
+    case ErrorCode::OOM:
+      return "OOM";
+    case ErrorCode::Cuda:
+      return "CUDA";
+    case ErrorCode::IO:
+      return "IO";
+    case ErrorCode::Config:
+      return "CONFIG";
   }
   return "ARGUMENT";
 }
@@ -49,7 +58,7 @@ template <typename... Parts>
 }  // namespace r1v
 
 // Checks a condition and throws r1v::Error(code, message parts...) when it is false.
-#define R1V_CHECK(cond, code, ...)                        \
-  do {                                                    \
+#define R1V_CHECK(cond, code, ...)                                 \
+  do {                                                             \
     if (!(cond)) ::r1v::fail(::r1v::ErrorCode::code, __VA_ARGS__); \
   } while (0)

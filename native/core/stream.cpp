@@ -109,8 +109,7 @@ void Stream::wait_device() {
 }
 
 void Stream::synchronize() {
-  if (on_stream_thread())
-    fail(ErrorCode::Argument, "synchronize() called from the engine's own stream");
+  if (on_stream_thread()) fail(ErrorCode::Argument, "synchronize() called from the engine's own stream");
   auto done = std::make_shared<std::promise<void>>();
   std::future<void> finished = done->get_future();
   enqueue([this, done] {

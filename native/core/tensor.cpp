@@ -85,8 +85,7 @@ void Context::unregister_storage(Storage* s) {
 
 // ---------------------------------------------------------------- Storage
 
-Storage::Storage(const std::shared_ptr<Context>& ctx, size_t bytes)
-    : ctx_(ctx), allocator_(nullptr), bytes_(bytes) {
+Storage::Storage(const std::shared_ptr<Context>& ctx, size_t bytes) : ctx_(ctx), allocator_(nullptr), bytes_(bytes) {
   ctx->check_alive("a new tensor");
   allocator_ = ctx->allocator_ptr();
   data_ = allocator_->allocate(bytes);
@@ -129,9 +128,12 @@ namespace {
 
 double host_value(const void* host, HostType type, size_t i) {
   switch (type) {
-    case HostType::F32: return static_cast<const float*>(host)[i];
-    case HostType::F64: return static_cast<const double*>(host)[i];
-    case HostType::I32: return static_cast<const int32_t*>(host)[i];
+    case HostType::F32:
+      return static_cast<const float*>(host)[i];
+    case HostType::F64:
+      return static_cast<const double*>(host)[i];
+    case HostType::I32:
+      return static_cast<const int32_t*>(host)[i];
   }
   return 0;
 }
@@ -155,10 +157,17 @@ void convert_from_host(void* dst, DType dtype, const void* host, HostType type, 
   for (size_t i = 0; i < count; ++i) {
     float v = static_cast<float>(host_value(host, type, i));
     switch (dtype) {
-      case DType::F32: static_cast<float*>(dst)[i] = v; break;
-      case DType::BF16: static_cast<uint16_t*>(dst)[i] = float_to_bf16_bits(v); break;
-      case DType::F16: static_cast<uint16_t*>(dst)[i] = float_to_f16_bits(v); break;
-      case DType::I32: break;
+      case DType::F32:
+        static_cast<float*>(dst)[i] = v;
+        break;
+      case DType::BF16:
+        static_cast<uint16_t*>(dst)[i] = float_to_bf16_bits(v);
+        break;
+      case DType::F16:
+        static_cast<uint16_t*>(dst)[i] = float_to_f16_bits(v);
+        break;
+      case DType::I32:
+        break;
     }
   }
 }
@@ -167,7 +176,9 @@ void convert_from_host(void* dst, DType dtype, const void* host, HostType type, 
 void convert_to_host(void* dst, DType dtype, const void* src, size_t count) {
   switch (dtype) {
     case DType::F32:
-    case DType::I32: std::memcpy(dst, src, count * 4); return;
+    case DType::I32:
+      std::memcpy(dst, src, count * 4);
+      return;
     case DType::BF16:
       for (size_t i = 0; i < count; ++i)
         static_cast<float*>(dst)[i] = bf16_bits_to_float(static_cast<const uint16_t*>(src)[i]);
@@ -187,8 +198,8 @@ void check_cuda(cudaError_t status, const char* what) {
 
 }  // namespace
 
-Tensor tensor_from_host(const std::shared_ptr<Context>& ctx, const Shape& shape, DType dtype,
-                        const void* host, HostType host_type, size_t count) {
+Tensor tensor_from_host(const std::shared_ptr<Context>& ctx, const Shape& shape, DType dtype, const void* host,
+                        HostType host_type, size_t count) {
   int64_t numel = shape_numel(shape);
   if (static_cast<size_t>(numel) != count)
     fail(ErrorCode::Shape, "data has ", count, " elements but shape ", shape_str(shape), " needs ", numel);
@@ -224,8 +235,7 @@ void tensor_to_host(const Tensor& t, void* dst) {
   check_host_allocation(t.nbytes(), "the host staging copy");
   std::vector<uint8_t> staging(t.nbytes());
   auto stream = static_cast<cudaStream_t>(t.context()->stream().cuda_stream());
-  check_cuda(cudaMemcpyAsync(staging.data(), t.data(), t.nbytes(), cudaMemcpyDeviceToHost, stream),
-             "copy to host");
+  check_cuda(cudaMemcpyAsync(staging.data(), t.data(), t.nbytes(), cudaMemcpyDeviceToHost, stream), "copy to host");
   check_cuda(cudaStreamSynchronize(stream), "copy to host");
   convert_to_host(dst, t.dtype(), staging.data(), static_cast<size_t>(t.numel()));
 #endif

@@ -105,7 +105,9 @@ class Tensor {
 
   void* data() const { return storage_ ? storage_->data() : nullptr; }
   template <typename T>
-  T* data_as() const { return static_cast<T*>(data()); }
+  T* data_as() const {
+    return static_cast<T*>(data());
+  }
 
   // Throws Error(Disposed) when the engine was disposed or the memory released.
   void check_alive(const char* name) const;
@@ -122,8 +124,8 @@ class Tensor {
 // given by host_type) to the tensor's dtype; the tensor is ready when this returns
 // (CPU) or once the stream reaches the copy (CUDA).
 enum class HostType { F32, F64, I32 };
-Tensor tensor_from_host(const std::shared_ptr<Context>& ctx, const Shape& shape, DType dtype,
-                        const void* host, HostType host_type, size_t count);
+Tensor tensor_from_host(const std::shared_ptr<Context>& ctx, const Shape& shape, DType dtype, const void* host,
+                        HostType host_type, size_t count);
 // Copies the tensor into dst as f32 (float dtypes) or i32 (i32). Must run on the
 // tensor's stream (inside enqueued work), after the work that produced the tensor.
 void tensor_to_host(const Tensor& t, void* dst);

@@ -53,9 +53,9 @@ Tensor matmul(const Tensor& a, const Tensor& b, const MatmulOptions& options) {
   int64_t m = options.trans_a ? a_cols : a_rows, k = options.trans_a ? a_rows : a_cols;
   int64_t kb = options.trans_b ? b_cols : b_rows, n = options.trans_b ? b_rows : b_cols;
   if (k != kb)
-    fail(ErrorCode::Shape, "matmul: inner dimensions differ: op(a) is [", m, ", ", k, "] (a ",
-         shape_str(a.shape()), options.trans_a ? ", transA" : "", ") and op(b) is [", kb, ", ", n,
-         "] (b ", shape_str(b.shape()), options.trans_b ? ", transB" : "", ")");
+    fail(ErrorCode::Shape, "matmul: inner dimensions differ: op(a) is [", m, ", ", k, "] (a ", shape_str(a.shape()),
+         options.trans_a ? ", transA" : "", ") and op(b) is [", kb, ", ", n, "] (b ", shape_str(b.shape()),
+         options.trans_b ? ", transB" : "", ")");
   int64_t batch_a = a.ndim() == 3 ? a.dim(0) : 1, batch_b = b.ndim() == 3 ? b.dim(0) : 1;
   if (batch_a != batch_b && batch_a != 1 && batch_b != 1)
     fail(ErrorCode::Shape, "matmul: batch sizes differ: a ", shape_str(a.shape()), " and b ", shape_str(b.shape()));

@@ -2,8 +2,7 @@
 
 namespace r1v {
 
-Tensor randn(const std::shared_ptr<Context>& ctx, const Shape& shape, DType dtype,
-             std::optional<uint64_t> seed) {
+Tensor randn(const std::shared_ptr<Context>& ctx, const Shape& shape, DType dtype, std::optional<uint64_t> seed) {
   if (!is_floating(dtype)) fail(ErrorCode::DType, "randn: dtype must be a float type, got ", dtype_name(dtype));
   Tensor t = Tensor::empty(ctx, shape, dtype);
   uint64_t key = seed ? *seed : ctx->seed();

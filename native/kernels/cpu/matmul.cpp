@@ -2,16 +2,19 @@
 // packed into NR-wide micro-panels and op(A)'s MC-row block into MR-tall micro-panels
 // (contiguous, zero-padded, aligned), so the register-blocked micro-kernel streams both
 // with unit stride whatever the transposes and leading dimensions were. The micro-kernel
-// is chosen at run time (AVX-512, AVX2+FMA or portable C++) from cpu_info().isa.
+// is chosen at run time (AVX-512, AVX2+FMA or portable C++) from cpu_info().isa; the
+// x86 paths are compiled with target attributes, so no -march flag is needed.
+#include "../../ops/matmul.h"
+
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <new>
+#include <string>
 
 #include "../../core/cpu_info.h"
 #include "../../core/error.h"
 #include "../../core/thread_pool.h"
-#include "../../ops/matmul.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -25,13 +28,12 @@ namespace {
 // packed A micro-panel ([kc][MR]) and Bp holds NR consecutive floats per k step, steps
 // b_stride apart (NR for a packed panel, ldb when B is read in place). Only the top-left
 // m_valid × n_valid part of the tile is written.
-using MicroKernel = void (*)(int64_t kc, const float* a, const float* b, int64_t b_stride,
-                             float* c, int64_t ldc, bool accumulate, int m_valid, int n_valid);
+using MicroKernel = void (*)(int64_t kc, const float* a, const float* b, int64_t b_stride, float* c, int64_t ldc,
+                             bool accumulate, int m_valid, int n_valid);
 
 // Adds (or stores) a full MR×NR tile held in `tile` into C's valid part.
 template <int MR, int NR>
-inline void write_tile_part(const float* tile, float* c, int64_t ldc, bool accumulate,
-                            int m_valid, int n_valid) {
+inline void write_tile_part(const float* tile, float* c, int64_t ldc, bool accumulate, int m_valid, int n_valid) {
   for (int r = 0; r < m_valid; ++r) {
     float* row = c + r * ldc;
     const float* t = tile + r * NR;
@@ -47,13 +49,12 @@ inline void write_tile_part(const float* tile, float* c, int64_t ldc, bool accum
 
 #if defined(__x86_64__)
 
-// MR rows × 32 columns = 2·MR zmm accumulators; per k step: two loads of B and MR
-// broadcasts of A (folded into the FMA as an embedded broadcast), 2·MR FMAs.
+// MR rows × 32 columns = 2·MR zmm accumulators (28 of 32 for MR = 14); per k step: two
+// loads of B, MR broadcasts of A, 2·MR FMAs, so the FMA units rather than loads bound it.
 template <int MR>
-__attribute__((target("avx512f"))) void kernel_avx512(int64_t kc, const float* __restrict a,
-                                                      const float* __restrict b,
-                                                      int64_t b_stride, float* c, int64_t ldc,
-                                                      bool accumulate, int m_valid, int n_valid) {
+__attribute__((target("avx512f"))) void kernel_avx512(int64_t kc, const float* __restrict a, const float* __restrict b,
+                                                      int64_t b_stride, float* c, int64_t ldc, bool accumulate,
+                                                      int m_valid, int n_valid) {
   __m512 c0[MR], c1[MR];
 #pragma GCC unroll 16
   for (int r = 0; r < MR; ++r) {
@@ -83,8 +84,7 @@ __attribute__((target("avx512f"))) void kernel_avx512(int64_t kc, const float* _
   }
   // Masks cover the valid columns; masked-off lanes are neither read nor written (and
   // cannot fault), so edge tiles need no staging buffer.
-  const __mmask16 mask0 =
-      n_valid >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n_valid) - 1u);
+  const __mmask16 mask0 = n_valid >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n_valid) - 1u);
   const __mmask16 mask1 = n_valid >= 32   ? __mmask16(0xFFFF)
                           : n_valid <= 16 ? __mmask16(0)
                                           : __mmask16((1u << (n_valid - 16)) - 1u);
@@ -105,10 +105,8 @@ __attribute__((target("avx512f"))) void kernel_avx512(int64_t kc, const float* _
 
 // 6 rows × 16 columns = 12 ymm accumulators (of 16), the classic Haswell-class tile.
 __attribute__((target("avx2,fma"))) void kernel_avx2_6x16(int64_t kc, const float* __restrict a,
-                                                         const float* __restrict b,
-                                                         int64_t b_stride, float* c, int64_t ldc,
-                                                         bool accumulate, int m_valid,
-                                                         int n_valid) {
+                                                          const float* __restrict b, int64_t b_stride, float* c,
+                                                          int64_t ldc, bool accumulate, int m_valid, int n_valid) {
   constexpr int MR = 6, NR = 16;
   __m256 c0[MR], c1[MR];
 #pragma GCC unroll 6
@@ -164,9 +162,8 @@ __attribute__((target("avx2,fma"))) void kernel_avx2_6x16(int64_t kc, const floa
 // Portable tile: plain loops over a small accumulator array, which the compiler keeps in
 // vector registers of whatever the baseline ISA is (SSE2 on x86-64, NEON on AArch64).
 template <int MR, int NR>
-void kernel_generic(int64_t kc, const float* __restrict a, const float* __restrict b,
-                    int64_t b_stride, float* c, int64_t ldc, bool accumulate, int m_valid,
-                    int n_valid) {
+void kernel_generic(int64_t kc, const float* __restrict a, const float* __restrict b, int64_t b_stride, float* c,
+                    int64_t ldc, bool accumulate, int m_valid, int n_valid) {
   float acc[MR][NR] = {};
   for (int64_t k = 0; k < kc; ++k) {
     for (int r = 0; r < MR; ++r) {
@@ -217,6 +214,12 @@ void transpose_into_panel(const float* const* lines, int valid, int64_t kc, floa
 
 #if defined(__x86_64__)
 
+// GCC 12's AVX-512 shuffle intrinsics start from _mm512_undefined_ps(), which trips a
+// false -Wmaybe-uninitialized once inlined here.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+
 // In-register transpose of a 16×16 block: r[i] lane j ← r[j] lane i.
 __attribute__((target("avx512f"))) inline void transpose_16x16(__m512 r[16]) {
   __m512 t[16];
@@ -246,8 +249,7 @@ __attribute__((target("avx512f"))) inline void transpose_16x16(__m512 r[16]) {
 // transpose_into_panel with 16×16 register transposes: whole cache lines in, whole
 // panel rows out, instead of one scalar load and store per element.
 template <int W>
-__attribute__((target("avx512f"))) void transpose_into_panel_avx512(const float* const* lines,
-                                                                    int valid, int64_t kc,
+__attribute__((target("avx512f"))) void transpose_into_panel_avx512(const float* const* lines, int valid, int64_t kc,
                                                                     float* dst) {
   constexpr int64_t kStep = 16;
   const int64_t whole = kc / kStep * kStep;
@@ -273,6 +275,8 @@ __attribute__((target("avx512f"))) void transpose_into_panel_avx512(const float*
   for (int64_t k = whole; k < kc; ++k)
     for (int w = 0; w < W; ++w) dst[k * W + w] = w < valid ? lines[w][k] : 0.0f;
 }
+
+#pragma GCC diagnostic pop
 
 #endif  // __x86_64__
 
@@ -315,31 +319,53 @@ struct GenericShape {
   }
 };
 
+// dst ← ceil(n/W) micro-panels, each [kc][W], from W-wide runs of the rows src + k·ld
+// (n floats each); columns past n are zero. Goes 16 rows at a time across all panels: the
+// source pages in use stay few (TLB), and each panel gets one contiguous 16·W-float run
+// instead of a W-float write per row to every panel (panels kc·W·4 bytes apart, often a
+// power of two, share L1 sets).
+template <int W>
+void copy_into_panels(const float* src, int64_t ld, int64_t n, int64_t kc, float* dst) {
+  constexpr int64_t kRows = 16;
+  const int64_t whole = n / W * W;
+  const int tail = static_cast<int>(n - whole);
+  for (int64_t k0 = 0; k0 < kc; k0 += kRows) {
+    const int64_t rows = std::min(kRows, kc - k0);
+    const float* s = src + k0 * ld;
+    float* d = dst + k0 * W;
+    // Rows ld apart are separate streams the hardware prefetcher may not follow: fetch
+    // the next group while copying this one.
+    if (k0 + kRows < kc) {
+      const int64_t next_rows = std::min(kRows, kc - k0 - kRows);
+      for (int64_t k = 0; k < next_rows; ++k)
+        for (int64_t j = 0; j < n; j += 16) __builtin_prefetch(s + (kRows + k) * ld + j);
+    }
+    for (int64_t j = 0; j < whole; j += W, d += W * kc) {
+      for (int64_t k = 0; k < rows; ++k) std::memcpy(d + k * W, s + k * ld + j, sizeof(float) * W);
+    }
+    if (tail) {
+      for (int64_t k = 0; k < rows; ++k)
+        for (int c = 0; c < W; ++c) d[k * W + c] = c < tail ? s[k * ld + whole + c] : 0.0f;
+    }
+  }
+}
+
 // Packs op(A)[i0 : i0+mc, p0 : p0+kc] as ceil(mc/MR) micro-panels, each [kc][MR]; rows
 // past mc are zero.
 template <class Shape>
 void pack_a(const Operands& op, int64_t i0, int64_t mc, int64_t p0, int64_t kc, float* dst) {
   constexpr int MR = Shape::MR;
+  if (op.trans_a) {
+    // A stored [K,M]: each k step of a panel is a contiguous run of MR floats.
+    copy_into_panels<MR>(op.a + p0 * op.lda + i0, op.lda, mc, kc, dst);
+    return;
+  }
+  // A stored [M,K]: row r of a panel is contiguous in k.
   for (int64_t ir = 0; ir < mc; ir += MR, dst += MR * kc) {
     const int mr = static_cast<int>(std::min<int64_t>(MR, mc - ir));
-    const int64_t i = i0 + ir;
-    if (!op.trans_a) {
-      // A stored [M,K]: row r of the panel is contiguous in k.
-      const float* rows[MR];
-      for (int r = 0; r < MR; ++r) rows[r] = op.a + (i + std::min(r, mr - 1)) * op.lda + p0;
-      Shape::transpose_a(rows, mr, kc, dst);
-    } else {
-      // A stored [K,M]: each k step of the panel is a contiguous run of mr floats.
-      const float* src = op.a + p0 * op.lda + i;
-      for (int64_t k = 0; k < kc; ++k, src += op.lda) {
-        float* d = dst + k * MR;
-        if (mr == MR) {
-          for (int r = 0; r < MR; ++r) d[r] = src[r];
-        } else {
-          for (int r = 0; r < MR; ++r) d[r] = r < mr ? src[r] : 0.0f;
-        }
-      }
-    }
+    const float* rows[MR];
+    for (int r = 0; r < MR; ++r) rows[r] = op.a + (i0 + ir + std::min(r, mr - 1)) * op.lda + p0;
+    Shape::transpose_a(rows, mr, kc, dst);
   }
 }
 
@@ -348,25 +374,9 @@ void pack_a(const Operands& op, int64_t i0, int64_t mc, int64_t p0, int64_t kc, 
 template <class Shape>
 void pack_b(const Operands& op, int64_t p0, int64_t kc, int64_t j0, int64_t nc, float* dst) {
   constexpr int NR = Shape::NR;
-  const int64_t whole = nc / NR * NR;
-  const int tail = static_cast<int>(nc - whole);
   if (!op.trans_b) {
-    // B stored [K,N]. Goes 16 rows at a time across all panels: the source pages in use
-    // stay few (TLB), and each panel gets a contiguous 16·NR-float run, instead of one
-    // NR-float write to every panel per row (panels kc·NR·4 bytes apart share L1 sets).
-    constexpr int64_t kRows = 16;
-    for (int64_t k0 = 0; k0 < kc; k0 += kRows) {
-      const int64_t rows = std::min(kRows, kc - k0);
-      const float* src = op.b + (p0 + k0) * op.ldb + j0;
-      float* d = dst + k0 * NR;
-      for (int64_t jr = 0; jr < whole; jr += NR, d += NR * kc) {
-        for (int64_t k = 0; k < rows; ++k) std::memcpy(d + k * NR, src + k * op.ldb + jr, sizeof(float) * NR);
-      }
-      if (tail) {
-        for (int64_t k = 0; k < rows; ++k)
-          for (int c = 0; c < NR; ++c) d[k * NR + c] = c < tail ? src[k * op.ldb + whole + c] : 0.0f;
-      }
-    }
+    // B stored [K,N]: each k step of a panel is a contiguous run of NR floats.
+    copy_into_panels<NR>(op.b + p0 * op.ldb + j0, op.ldb, nc, kc, dst);
     return;
   }
   // B stored [N,K]: column c of a panel is contiguous in k.
@@ -389,8 +399,7 @@ class PackBuffer {
   float* get(int64_t floats) {
     if (floats > capacity_) {
       release();
-      data_ = static_cast<float*>(
-          ::operator new(static_cast<size_t>(floats) * sizeof(float), std::align_val_t{64}));
+      data_ = static_cast<float*>(::operator new (static_cast<size_t>(floats) * sizeof(float), std::align_val_t{64}));
       capacity_ = floats;
     }
     return data_;
@@ -398,7 +407,7 @@ class PackBuffer {
 
  private:
   void release() {
-    if (data_) ::operator delete(data_, std::align_val_t{64});
+    if (data_) ::operator delete (data_, std::align_val_t{64});
     data_ = nullptr;
     capacity_ = 0;
   }
@@ -422,8 +431,7 @@ int64_t balanced_block(int64_t total, int64_t max_block, int64_t unit) {
 
 // C[m0:m1, n0:n1] = op(A)[m0:m1, :] · op(B)[:, n0:n1], serially on the calling thread.
 template <class Shape>
-void gemm_region(const Operands& op, MicroKernel kernel, int64_t m0, int64_t m1, int64_t n0,
-                 int64_t n1) {
+void gemm_region(const Operands& op, MicroKernel kernel, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
   constexpr int MR = Shape::MR, NR = Shape::NR;
   const int64_t m = m1 - m0, n = n1 - n0, k = op.k;
   if (m <= 0 || n <= 0) return;
@@ -479,8 +487,8 @@ void gemm_region(const Operands& op, MicroKernel kernel, int64_t m0, int64_t m1,
                 __builtin_prefetch(next + r * op.ldc + n_valid - 1, 1, 3);
               }
             }
-            kernel(kc, packed_a + ir * kc, b_panel, b_stride, op.c + (ic + ir) * op.ldc + jc + jr,
-                   op.ldc, accumulate, m_valid, n_valid);
+            kernel(kc, packed_a + ir * kc, b_panel, b_stride, op.c + (ic + ir) * op.ldc + jc + jr, op.ldc, accumulate,
+                   m_valid, n_valid);
           }
         }
       }
@@ -490,8 +498,10 @@ void gemm_region(const Operands& op, MicroKernel kernel, int64_t m0, int64_t m1,
 
 // ---- work split over the pool ---------------------------------------------------------
 
-// Below this much work per thread, waking another thread costs more than it saves.
-constexpr double kMinFlopsPerThread = 4.0e6;
+// Below this much work per thread, waking another thread costs more than it saves: a
+// pool round trip (wake a parked worker, wait for it) measured ~40 µs on a 2-vCPU VM,
+// against ~65 µs for 16 MFLOP on one AVX-512 core.
+constexpr double kMinFlopsPerThread = 16.0e6;
 
 // How one matrix is cut into rows × cols pieces for `pieces` threads.
 struct Grid {
@@ -524,8 +534,7 @@ void gemm_batched(const GemmProblem& p, MicroKernel kernel) {
   constexpr int MR = Shape::MR, NR = Shape::NR;
   ThreadPool& pool = ThreadPool::global();
   const double flops = 2.0 * double(p.batch) * double(p.m) * double(p.n) * double(std::max<int64_t>(p.k, 1));
-  const int active = static_cast<int>(
-      std::clamp<double>(flops / kMinFlopsPerThread, 1.0, double(pool.num_threads())));
+  const int active = static_cast<int>(std::clamp<double>(flops / kMinFlopsPerThread, 1.0, double(pool.num_threads())));
 
   // Many matrices: whole matrices per thread (no duplicated packing). Few, or a count
   // that would leave threads unevenly loaded: every matrix is split over all threads.
@@ -546,15 +555,9 @@ void gemm_batched(const GemmProblem& p, MicroKernel kernel) {
       const int64_t m1 = std::min(p.m, m_tiles * (pr + 1) / grid.rows * MR);
       const int64_t n0 = std::min(p.n, n_tiles * pc / grid.cols * NR);
       const int64_t n1 = std::min(p.n, n_tiles * (pc + 1) / grid.cols * NR);
-      const Operands op{static_cast<const float*>(p.a) + i * p.stride_a,
-                        p.lda,
-                        p.trans_a,
-                        static_cast<const float*>(p.b) + i * p.stride_b,
-                        p.ldb,
-                        p.trans_b,
-                        static_cast<float*>(p.c) + i * p.stride_c,
-                        p.ldc,
-                        p.k};
+      const Operands op{static_cast<const float*>(p.a) + i * p.stride_a, p.lda, p.trans_a,
+                        static_cast<const float*>(p.b) + i * p.stride_b, p.ldb, p.trans_b,
+                        static_cast<float*>(p.c) + i * p.stride_c,       p.ldc, p.k};
       gemm_region<Shape>(op, kernel, m0, m1, n0, n1);
     }
   };
@@ -582,8 +585,7 @@ GemmIsa gemm_isa() {
 
 void gemm_builtin(const GemmProblem& p) {
   R1V_CHECK(p.dtype == DType::F32, DType, "gemm_builtin: f32 only, got ", dtype_name(p.dtype));
-  R1V_CHECK(p.batch >= 0 && p.m >= 0 && p.n >= 0 && p.k >= 0, Argument,
-            "gemm_builtin: negative size");
+  R1V_CHECK(p.batch >= 0 && p.m >= 0 && p.n >= 0 && p.k >= 0, Argument, "gemm_builtin: negative size");
   if (p.batch == 0 || p.m == 0 || p.n == 0) return;
   switch (gemm_isa()) {
 #if defined(__x86_64__)

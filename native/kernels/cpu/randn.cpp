@@ -1,6 +1,8 @@
 // CPU randn: Philox4x32-10 + Box-Muller. Element i uses counter block i/4 at `offset`;
 // lanes 0,1 of a block come from words (0,1), lanes 2,3 from words (2,3), cos then sin.
 // kernels/cuda/randn.cu computes the same thing; keep the two in step.
+#include "../../ops/randn.h"
+
 #include <cmath>
 #include <cstdint>
 
@@ -8,7 +10,6 @@
 #include "../../core/error.h"
 #include "../../core/philox.h"
 #include "../../core/thread_pool.h"
-#include "../../ops/randn.h"
 
 namespace r1v::cpu {
 
@@ -63,7 +64,8 @@ void randn(void* data, DType dtype, int64_t count, uint64_t seed, uint64_t offse
       randn_blocks(count, seed, offset, [out](int64_t i, float v) { out[i] = float_to_f16_bits(v); });
       return;
     }
-    case DType::I32: break;
+    case DType::I32:
+      break;
   }
   fail(ErrorCode::DType, "randn: dtype must be floating, got ", dtype_name(dtype));
 }

@@ -48,11 +48,20 @@ void fill(void* data, DType dtype, int64_t count, double value, void* stream) {
   cudaStream_t s = static_cast<cudaStream_t>(stream);
   const float as_float = static_cast<float>(value);
   switch (dtype) {
-    case DType::F32: launch_fill<uint32_t>(data, count, float_bits(as_float), s); break;
-    case DType::BF16: launch_fill<uint16_t>(data, count, float_to_bf16_bits(as_float), s); break;
-    case DType::F16: launch_fill<uint16_t>(data, count, float_to_f16_bits(as_float), s); break;
-    case DType::I32: launch_fill<int32_t>(data, count, to_i32(value), s); break;
-    default: fail(ErrorCode::DType, "fill: unsupported dtype ", dtype_name(dtype));
+    case DType::F32:
+      launch_fill<uint32_t>(data, count, float_bits(as_float), s);
+      break;
+    case DType::BF16:
+      launch_fill<uint16_t>(data, count, float_to_bf16_bits(as_float), s);
+      break;
+    case DType::F16:
+      launch_fill<uint16_t>(data, count, float_to_f16_bits(as_float), s);
+      break;
+    case DType::I32:
+      launch_fill<int32_t>(data, count, to_i32(value), s);
+      break;
+    default:
+      fail(ErrorCode::DType, "fill: unsupported dtype ", dtype_name(dtype));
   }
   cudaError_t err = cudaGetLastError();
   if (err != cudaSuccess) fail(ErrorCode::Cuda, "fill kernel launch failed: ", cudaGetErrorString(err));

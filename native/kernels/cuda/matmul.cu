@@ -181,16 +181,20 @@ __global__ void __launch_bounds__(kWmmaThreads) gemm_wmma_kernel(GemmArgs<T> p, 
             const int kk = kTransA ? e / kWmmaTile : e % kWmmaDepth;
             const int64_t gr = row0 + r, gk = k0 + kk;
             T* dst = a_tile + r * kALd + kk;
-            if (gr < p.m && gk < p.k) *dst = *element_of_a<kTransA>(a, p.lda, gr, gk);
-            else zero_value(dst);
+            if (gr < p.m && gk < p.k)
+              *dst = *element_of_a<kTransA>(a, p.lda, gr, gk);
+            else
+              zero_value(dst);
           }
           for (int e = tid; e < kWmmaDepth * kWmmaTile; e += kWmmaThreads) {
             const int cc = kTransB ? e / kWmmaDepth : e % kWmmaTile;
             const int kk = kTransB ? e % kWmmaDepth : e / kWmmaTile;
             const int64_t gk = k0 + kk, gc = col0 + cc;
             T* dst = b_tile + kk * kBLd + cc;
-            if (gk < p.k && gc < p.n) *dst = *element_of_b<kTransB>(b, p.ldb, gk, gc);
-            else zero_value(dst);
+            if (gk < p.k && gc < p.n)
+              *dst = *element_of_b<kTransB>(b, p.ldb, gk, gc);
+            else
+              zero_value(dst);
           }
           __syncthreads();
 #pragma unroll
@@ -242,10 +246,19 @@ dim3 grid_for(int64_t tiles_m, int64_t tiles_n, int64_t batch) {
 
 template <typename T>
 GemmArgs<T> typed_args(const GemmProblem& p) {
-  return GemmArgs<T>{p.batch, p.m, p.n, p.k,
-                     static_cast<const T*>(p.a), p.lda, p.stride_a,
-                     static_cast<const T*>(p.b), p.ldb, p.stride_b,
-                     static_cast<T*>(p.c), p.ldc, p.stride_c};
+  return GemmArgs<T>{p.batch,
+                     p.m,
+                     p.n,
+                     p.k,
+                     static_cast<const T*>(p.a),
+                     p.lda,
+                     p.stride_a,
+                     static_cast<const T*>(p.b),
+                     p.ldb,
+                     p.stride_b,
+                     static_cast<T*>(p.c),
+                     p.ldc,
+                     p.stride_c};
 }
 
 template <bool kTransA, bool kTransB>
@@ -266,11 +279,15 @@ void launch_wmma(const GemmProblem& p, cudaStream_t stream) {
 template <template <bool, bool> class Launch>
 void dispatch_trans(const GemmProblem& p, cudaStream_t stream) {
   if (p.trans_a) {
-    if (p.trans_b) Launch<true, true>::run(p, stream);
-    else Launch<true, false>::run(p, stream);
+    if (p.trans_b)
+      Launch<true, true>::run(p, stream);
+    else
+      Launch<true, false>::run(p, stream);
   } else {
-    if (p.trans_b) Launch<false, true>::run(p, stream);
-    else Launch<false, false>::run(p, stream);
+    if (p.trans_b)
+      Launch<false, true>::run(p, stream);
+    else
+      Launch<false, false>::run(p, stream);
   }
 }
 
@@ -290,8 +307,8 @@ struct LaunchF16 {
 }  // namespace
 
 void gemm(const GemmProblem& p, void* stream) {
-  R1V_CHECK(p.batch >= 0 && p.m >= 0 && p.n >= 0 && p.k >= 0, Argument, "gemm: negative size (batch ", p.batch,
-            ", m ", p.m, ", n ", p.n, ", k ", p.k, ")");
+  R1V_CHECK(p.batch >= 0 && p.m >= 0 && p.n >= 0 && p.k >= 0, Argument, "gemm: negative size (batch ", p.batch, ", m ",
+            p.m, ", n ", p.n, ", k ", p.k, ")");
   if (p.batch == 0 || p.m == 0 || p.n == 0) return;
   R1V_CHECK(p.c != nullptr && (p.k == 0 || (p.a != nullptr && p.b != nullptr)), Argument, "gemm: null operand");
   R1V_CHECK(p.lda >= (p.trans_a ? p.m : p.k) && p.ldb >= (p.trans_b ? p.k : p.n) && p.ldc >= p.n, Argument,
@@ -300,10 +317,17 @@ void gemm(const GemmProblem& p, void* stream) {
 
   cudaStream_t s = static_cast<cudaStream_t>(stream);
   switch (p.dtype) {
-    case DType::F32: dispatch_trans<LaunchF32>(p, s); break;
-    case DType::BF16: dispatch_trans<LaunchBF16>(p, s); break;
-    case DType::F16: dispatch_trans<LaunchF16>(p, s); break;
-    default: fail(ErrorCode::DType, "gemm: unsupported dtype ", dtype_name(p.dtype), " on CUDA");
+    case DType::F32:
+      dispatch_trans<LaunchF32>(p, s);
+      break;
+    case DType::BF16:
+      dispatch_trans<LaunchBF16>(p, s);
+      break;
+    case DType::F16:
+      dispatch_trans<LaunchF16>(p, s);
+      break;
+    default:
+      fail(ErrorCode::DType, "gemm: unsupported dtype ", dtype_name(p.dtype), " on CUDA");
   }
   cudaError_t err = cudaGetLastError();
   if (err != cudaSuccess) fail(ErrorCode::Cuda, "gemm kernel launch failed: ", cudaGetErrorString(err));

@@ -25,8 +25,7 @@ template <typename T>
 __global__ void randn_kernel(T* __restrict__ data, int64_t count, uint64_t seed, uint64_t offset) {
   const int64_t blocks = (count + 3) / 4;
   const int64_t step = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t block = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; block < blocks;
-       block += step) {
+  for (int64_t block = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; block < blocks; block += step) {
     const Philox4 r = philox4x32_10(static_cast<uint64_t>(block), offset, seed);
     const int64_t first = block * 4;
 #pragma unroll
@@ -58,10 +57,17 @@ void randn(void* data, DType dtype, int64_t count, uint64_t seed, uint64_t offse
   R1V_CHECK(data != nullptr, Argument, "randn: null data pointer");
   cudaStream_t s = static_cast<cudaStream_t>(stream);
   switch (dtype) {
-    case DType::F32: launch_randn<float>(data, count, seed, offset, s); break;
-    case DType::BF16: launch_randn<__nv_bfloat16>(data, count, seed, offset, s); break;
-    case DType::F16: launch_randn<__half>(data, count, seed, offset, s); break;
-    default: fail(ErrorCode::DType, "randn: dtype must be floating, got ", dtype_name(dtype));
+    case DType::F32:
+      launch_randn<float>(data, count, seed, offset, s);
+      break;
+    case DType::BF16:
+      launch_randn<__nv_bfloat16>(data, count, seed, offset, s);
+      break;
+    case DType::F16:
+      launch_randn<__half>(data, count, seed, offset, s);
+      break;
+    default:
+      fail(ErrorCode::DType, "randn: dtype must be floating, got ", dtype_name(dtype));
   }
   cudaError_t err = cudaGetLastError();
   if (err != cudaSuccess) fail(ErrorCode::Cuda, "randn kernel launch failed: ", cudaGetErrorString(err));
