@@ -3,6 +3,7 @@
 #include <sched.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <string>
 
@@ -10,7 +11,28 @@ namespace r1v {
 
 namespace {
 thread_local bool in_parallel_region = false;
+
+// Ops come in bursts (one parallel region per op); spinning this long before parking
+// lets the next region start without a futex wake-up, which costs tens of µs.
+constexpr auto kSpin = std::chrono::microseconds(50);
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
 }
+
+// Spins until done() or kSpin has passed; returns done().
+template <typename Done>
+bool spin_until(Done done) {
+  const auto deadline = std::chrono::steady_clock::now() + kSpin;
+  for (int i = 0;; ++i) {
+    if (done()) return true;
+    cpu_relax();
+    if ((i & 63) == 63 && std::chrono::steady_clock::now() > deadline) return done();
+  }
+}
+}  // namespace
 
 int default_thread_count() {
   if (const char* env = std::getenv("R1V_NUM_THREADS")) {
@@ -40,17 +62,18 @@ ThreadPool::ThreadPool(int threads) : num_threads_(std::max(1, threads)) {
 void ThreadPool::worker_loop(int index) {
   in_parallel_region = true;  // work run by a worker never opens a nested region
   uint64_t seen = 0;
+  auto posted = [&] { return generation_.load(std::memory_order_acquire) != seen; };
   for (;;) {
-    const std::function<void(int, int)>* job;
-    {
+    if (!spin_until(posted)) {
       std::unique_lock<std::mutex> lock(mutex_);
-      wake_.wait(lock, [&] { return generation_ != seen; });
-      seen = generation_;
-      job = job_;
+      wake_.wait(lock, posted);
     }
-    (*job)(index, num_threads_);
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (--remaining_ == 0) done_.notify_one();
+    seen = generation_.load(std::memory_order_acquire);
+    (*job_)(index, num_threads_);
+    if (remaining_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      std::lock_guard<std::mutex> lock(mutex_);  // pairs with the waiter's predicate check
+      done_.notify_one();
+    }
   }
 }
 
@@ -61,19 +84,21 @@ void ThreadPool::run(const std::function<void(int, int)>& fn) {
     return;
   }
   std::lock_guard<std::mutex> region(region_mutex_);
+  job_ = &fn;
+  remaining_.store(num_threads_ - 1, std::memory_order_relaxed);
   {
-    std::lock_guard<std::mutex> lock(mutex_);
-    job_ = &fn;
-    remaining_ = num_threads_ - 1;
-    ++generation_;
+    std::lock_guard<std::mutex> lock(mutex_);  // a parked worker checks generation_ under it
+    generation_.fetch_add(1, std::memory_order_release);
   }
   wake_.notify_all();
   in_parallel_region = true;
   fn(0, num_threads_);
   in_parallel_region = false;
-  std::unique_lock<std::mutex> lock(mutex_);
-  done_.wait(lock, [&] { return remaining_ == 0; });
-  job_ = nullptr;
+  auto finished = [&] { return remaining_.load(std::memory_order_acquire) == 0; };
+  if (!spin_until(finished)) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    done_.wait(lock, finished);
+  }
 }
 
 void ThreadPool::parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {

@@ -1,6 +1,7 @@
 // The CPU worker pool. One per process, sized to the cores this process may run on
 // (or R1V_NUM_THREADS). CPU kernels split their work with parallel_for.
 #pragma once
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -33,9 +34,9 @@ class ThreadPool {
   std::mutex region_mutex_;  // one parallel region at a time
   std::mutex mutex_;
   std::condition_variable wake_, done_;
-  const std::function<void(int, int)>* job_ = nullptr;
-  uint64_t generation_ = 0;
-  int remaining_ = 0;
+  const std::function<void(int, int)>* job_ = nullptr;  // published by the generation_ store
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<int> remaining_{0};
 };
 
 // Threads the pool should have: R1V_NUM_THREADS when set to a positive integer,

@@ -498,10 +498,10 @@ void gemm_region(const Operands& op, MicroKernel kernel, int64_t m0, int64_t m1,
 
 // ---- work split over the pool ---------------------------------------------------------
 
-// Below this much work per thread, waking another thread costs more than it saves: a
-// pool round trip (wake a parked worker, wait for it) measured ~40 µs on a 2-vCPU VM,
-// against ~65 µs for 16 MFLOP on one AVX-512 core.
-constexpr double kMinFlopsPerThread = 16.0e6;
+// Below this much work per thread, handing work to another thread costs more than it
+// saves: a pool round trip is ~5-10 µs while workers spin between regions (~40 µs from
+// parked), against ~15 µs for 4 MFLOP on one AVX-512 core.
+constexpr double kMinFlopsPerThread = 4.0e6;
 
 // How one matrix is cut into rows × cols pieces for `pieces` threads.
 struct Grid {
