@@ -1,6 +1,11 @@
 // GEMM throughput: the built-in CPU kernel and the loaded BLAS side by side, against the
 // machine's measured fp32 FMA peak; on a CUDA machine also the engine's own GPU kernel.
 //   npm run bench                 (R1V_BENCH_SIZES=256,1024 to choose sizes)
+//   npm run bench -- --save       also writes bench/results/gemm-<machine>-<date>.{json,md}
+import { execSync } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+
 import { Bench } from 'tinybench';
 
 import { buildInfo, devices, Engine, ops, type FloatDType } from '../lib/index.js';
@@ -11,7 +16,9 @@ const info = buildInfo();
 const cpu = devices()[0]!;
 
 console.log(`r1v ${info.version} — CPU: ${cpu.name}, ${info.threads} threads, ISA ${info.cpuIsa}; BLAS: ${info.blas ?? 'none'}`);
-const peak = native().measureCpuPeakGflops(0.5);
+// Best of several runs after a warm-up: a cold core may run below its clock at first.
+native().measureCpuPeakGflops(0.3);
+const peak = Math.max(...Array.from({ length: 4 }, () => native().measureCpuPeakGflops(0.3)));
 console.log(`measured fp32 FMA peak (all threads): ${peak.toFixed(1)} GFLOP/s\n`);
 
 interface Row { device: string; kernel: string; dtype: string; size: number; ms: number; gflops: number; ofPeak: string }
@@ -69,4 +76,34 @@ const blas = rows.filter((r) => r.kernel === 'blas');
 for (const row of builtin) {
   const peer = blas.find((r) => r.size === row.size);
   if (peer) console.log(`size ${row.size}: built-in / BLAS = ${(row.gflops / peer.gflops).toFixed(2)}`);
+}
+
+if (process.argv.includes('--save')) {
+  const date = new Date().toISOString();
+  let commit = 'unknown';
+  try {
+    commit = execSync('git rev-parse --short HEAD', { encoding: 'utf8' }).trim();
+  } catch {}
+  const gpus = devices().filter((d) => d.kind === 'cuda').map((d) => d.name);
+  const machine = gpus.length ? gpus[0]!.replace(/[^A-Za-z0-9]+/g, '-') : `cpu-${cpus().length}core`;
+  const command = `R1V_BENCH_SIZES=${sizes.join(',')} npm run bench -- --save`;
+  const record = { date, commit, command, cpu: cpu.name, threads: info.threads, isa: info.cpuIsa, blas: info.blas, gpus, cpuPeakGflops: peak, rows };
+  const base = `bench/results/gemm-${machine}-${date.slice(0, 10)}`;
+  mkdirSync('bench/results', { recursive: true });
+  writeFileSync(`${base}.json`, JSON.stringify(record, null, 2) + '\n');
+  const table = [
+    `# GEMM throughput — ${date.slice(0, 10)}`,
+    '',
+    `- CPU: ${cpu.name}, ${info.threads} threads, ISA ${info.cpuIsa}; GPUs: ${gpus.join(', ') || 'none'}`,
+    `- BLAS peer: ${info.blas ?? 'none'}`,
+    `- measured fp32 FMA peak: ${peak.toFixed(1)} GFLOP/s`,
+    `- commit ${commit}; command: \`${command}\``,
+    '',
+    '| device | kernel | dtype | size | median ms | GFLOP/s | % of peak |',
+    '| --- | --- | --- | --- | --- | --- | --- |',
+    ...rows.map((r) => `| ${r.device} | ${r.kernel} | ${r.dtype} | ${r.size} | ${r.ms} | ${r.gflops} | ${r.ofPeak} |`),
+    '',
+  ].join('\n');
+  writeFileSync(`${base}.md`, table);
+  console.log(`saved ${base}.json and ${base}.md`);
 }
