@@ -2,7 +2,7 @@
 // can be replayed with R1V_TEST_SEED), float64 references and error assertions.
 import assert from 'node:assert/strict';
 
-import { devices, R1VError, type R1VErrorCode } from '../lib/index.js';
+import { devices, type Engine, ops, R1VError, type R1VErrorCode } from '../lib/index.js';
 
 const runSeed = process.env.R1V_TEST_SEED ? Number(process.env.R1V_TEST_SEED) : Math.floor(Math.random() * 2 ** 31);
 let announced = false;
@@ -54,6 +54,22 @@ export function matmulReference(
     }
   }
   return { out, m, n };
+}
+
+/** One random 2-D f32 product op(A)[m,k]·op(B)[k,n] on the engine; returns its relative error. */
+export async function matmulCaseError(
+  e: Engine, m: number, n: number, k: number, transA: boolean, transB: boolean, next: () => number,
+): Promise<number> {
+  const [aRows, aCols] = transA ? [k, m] : [m, k];
+  const [bRows, bCols] = transB ? [n, k] : [k, n];
+  const a = randomArray(m * k, next);
+  const b = randomArray(k * n, next);
+  using ta = e.tensor(a, [aRows, aCols]);
+  using tb = e.tensor(b, [bRows, bCols]);
+  using c = ops.matmul(ta, tb, { transA, transB });
+  assert.deepEqual(c.shape, [m, n]);
+  const ref = matmulReference(a, aRows, aCols, transA, b, bRows, bCols, transB);
+  return relativeError(await c.toArray(), ref.out);
 }
 
 /** ‖x − ref‖ / ‖ref‖; NaN anywhere in x makes it Infinity, so NaN never passes. */
