@@ -76,23 +76,27 @@ Napi::Value EngineHandle::tensor(const Napi::CallbackInfo& info) {
     DType dtype = read_dtype(info[2], "dtype");
     Napi::Value data = info[0];
     if (data.IsTypedArray()) {
+      // The typed array's own data pointer: also right for subarrays and SharedArrayBuffers.
       Napi::TypedArray array = data.As<Napi::TypedArray>();
-      HostType type;
       switch (array.TypedArrayType()) {
-        case napi_float32_array:
-          type = HostType::F32;
-          break;
-        case napi_float64_array:
-          type = HostType::F64;
-          break;
-        case napi_int32_array:
-          type = HostType::I32;
-          break;
+        case napi_float32_array: {
+          auto typed = data.As<Napi::Float32Array>();
+          return TensorHandle::wrap(
+              env, tensor_from_host(ctx, shape, dtype, typed.Data(), HostType::F32, typed.ElementLength()));
+        }
+        case napi_float64_array: {
+          auto typed = data.As<Napi::Float64Array>();
+          return TensorHandle::wrap(
+              env, tensor_from_host(ctx, shape, dtype, typed.Data(), HostType::F64, typed.ElementLength()));
+        }
+        case napi_int32_array: {
+          auto typed = data.As<Napi::Int32Array>();
+          return TensorHandle::wrap(
+              env, tensor_from_host(ctx, shape, dtype, typed.Data(), HostType::I32, typed.ElementLength()));
+        }
         default:
           fail(ErrorCode::Argument, "data must be a Float32Array, Float64Array, Int32Array or number[]");
       }
-      const void* host = static_cast<const uint8_t*>(array.ArrayBuffer().Data()) + array.ByteOffset();
-      return TensorHandle::wrap(env, tensor_from_host(ctx, shape, dtype, host, type, array.ElementLength()));
     }
     if (data.IsArray()) {
       Napi::Array array = data.As<Napi::Array>();

@@ -45,6 +45,11 @@ describe('tensors', () => {
     assert.deepEqual(Array.from(await fromNumbers.toArray()), [1.25, -2, Math.fround(3e-3)]);
     using fromF64 = e.tensor(new Float64Array([0.1, 7]), [2, 1]);
     assert.deepEqual(Array.from(fromF64.toArraySync()), [Math.fround(0.1), 7]);
+    const shared = new Float32Array(new SharedArrayBuffer(40)).fill(2.5).subarray(3, 7);
+    using fromShared = e.tensor(shared, [4]);
+    assert.deepEqual(Array.from(await fromShared.toArray()), [2.5, 2.5, 2.5, 2.5]);
+    using fromSubarray = e.tensor(data.subarray(5, 8), [3]);
+    assert.deepEqual(await fromSubarray.toArray(), data.slice(5, 8));
     using scalar = e.tensor([5], []);
     assert.deepEqual(scalar.shape, []);
     assert.equal(scalar.numel, 1);
