@@ -7,6 +7,7 @@
 #include <string>
 
 #include "../native/core/tensor.h"
+#include "errors.h"
 
 namespace r1v::bindings {
 
@@ -28,5 +29,27 @@ bool read_bool_option(const std::optional<Napi::Object>& options, const char* ke
 void check_receiver(const Napi::CallbackInfo& info, const napi_type_tag* tag, const char* cls);
 
 Napi::Array shape_to_js(Napi::Env env, const Shape& shape);
+
+// Prototype methods and accessors of the handle classes are plain functions that check the
+// receiver's type tag before unwrapping it: a method borrowed onto another object (say
+// EngineHandle.prototype.tensor.call(x)) then fails cleanly instead of reinterpreting x.
+template <typename Handle, Napi::Value (Handle::*Method)(const Napi::CallbackInfo&)>
+Napi::Value call_on_handle(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    check_receiver(info, &Handle::kTag, Handle::kClassName);
+    Handle* self = Handle::Unwrap(info.This().As<Napi::Object>());
+    return (self->*Method)(info);
+  });
+}
+
+template <typename Handle, Napi::Value (Handle::*Method)(const Napi::CallbackInfo&)>
+void define_method(Napi::Env env, Napi::Object prototype, const char* name) {
+  prototype.Set(name, Napi::Function::New(env, call_on_handle<Handle, Method>, name));
+}
+
+template <typename Handle, Napi::Value (Handle::*Getter)(const Napi::CallbackInfo&)>
+void define_getter(Napi::Object prototype, const char* name) {
+  prototype.DefineProperty(Napi::PropertyDescriptor::Accessor<call_on_handle<Handle, Getter>>(name, napi_configurable));
+}
 
 }  // namespace r1v::bindings

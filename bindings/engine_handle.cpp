@@ -9,22 +9,24 @@
 
 namespace r1v::bindings {
 
-namespace {
-const napi_type_tag kEngineTag = {0x7231762d656e6769ULL, 0x6e652d68616e646cULL};
-}  // namespace
+const napi_type_tag EngineHandle::kTag = {0x7231762d656e6769ULL, 0x6e652d68616e646cULL};
 
 Napi::Function EngineHandle::define(Napi::Env env) {
-  return DefineClass(
-      env, "EngineHandle",
-      {InstanceAccessor<&EngineHandle::device>("device"), InstanceAccessor<&EngineHandle::seed>("seed"),
-       InstanceAccessor<&EngineHandle::disposed>("disposed"), InstanceMethod<&EngineHandle::tensor>("tensor"),
-       InstanceMethod<&EngineHandle::full>("full"), InstanceMethod<&EngineHandle::randn>("randn"),
-       InstanceMethod<&EngineHandle::memory_stats>("memoryStats"),
-       InstanceMethod<&EngineHandle::reset_peak_memory>("resetPeakMemory"),
-       InstanceMethod<&EngineHandle::set_cpu_gemm>("setCpuGemm"),
-       InstanceMethod<&EngineHandle::synchronize>("synchronize"),
-       InstanceMethod<&EngineHandle::synchronize_sync>("synchronizeSync"),
-       InstanceMethod<&EngineHandle::dispose>("dispose")});
+  Napi::Function constructor = DefineClass(env, kClassName, {});
+  Napi::Object prototype = constructor.Get("prototype").As<Napi::Object>();
+  define_getter<EngineHandle, &EngineHandle::device>(prototype, "device");
+  define_getter<EngineHandle, &EngineHandle::seed>(prototype, "seed");
+  define_getter<EngineHandle, &EngineHandle::disposed>(prototype, "disposed");
+  define_method<EngineHandle, &EngineHandle::tensor>(env, prototype, "tensor");
+  define_method<EngineHandle, &EngineHandle::full>(env, prototype, "full");
+  define_method<EngineHandle, &EngineHandle::randn>(env, prototype, "randn");
+  define_method<EngineHandle, &EngineHandle::memory_stats>(env, prototype, "memoryStats");
+  define_method<EngineHandle, &EngineHandle::reset_peak_memory>(env, prototype, "resetPeakMemory");
+  define_method<EngineHandle, &EngineHandle::set_cpu_gemm>(env, prototype, "setCpuGemm");
+  define_method<EngineHandle, &EngineHandle::synchronize>(env, prototype, "synchronize");
+  define_method<EngineHandle, &EngineHandle::synchronize_sync>(env, prototype, "synchronizeSync");
+  define_method<EngineHandle, &EngineHandle::dispose>(env, prototype, "dispose");
+  return constructor;
 }
 
 // new EngineHandle(device: 'cpu' | 'cuda:N', seed: non-negative integer)
@@ -34,7 +36,7 @@ EngineHandle::EngineHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<En
     Device device = parse_device(read_string(info[0], "device"));
     uint64_t seed = read_index(info[1], "seed");
     ctx_ = Context::create(device, seed);
-    info.This().As<Napi::Object>().TypeTag(&kEngineTag);
+    info.This().As<Napi::Object>().TypeTag(&kTag);
     return info.Env().Undefined();
   });
 }
@@ -45,31 +47,22 @@ const std::shared_ptr<Context>& EngineHandle::live() const {
 }
 
 Napi::Value EngineHandle::device(const Napi::CallbackInfo& info) {
-  return guarded(info.Env(), [&]() -> Napi::Value {
-    check_receiver(info, &kEngineTag, "EngineHandle");
-    return Napi::String::New(info.Env(), ctx_->device().id());
-  });
+  return guarded(info.Env(), [&]() -> Napi::Value { return Napi::String::New(info.Env(), ctx_->device().id()); });
 }
 
 Napi::Value EngineHandle::seed(const Napi::CallbackInfo& info) {
-  return guarded(info.Env(), [&]() -> Napi::Value {
-    check_receiver(info, &kEngineTag, "EngineHandle");
-    return Napi::Number::New(info.Env(), static_cast<double>(ctx_->seed()));
-  });
+  return guarded(info.Env(),
+                 [&]() -> Napi::Value { return Napi::Number::New(info.Env(), static_cast<double>(ctx_->seed())); });
 }
 
 Napi::Value EngineHandle::disposed(const Napi::CallbackInfo& info) {
-  return guarded(info.Env(), [&]() -> Napi::Value {
-    check_receiver(info, &kEngineTag, "EngineHandle");
-    return Napi::Boolean::New(info.Env(), ctx_->disposed());
-  });
+  return guarded(info.Env(), [&]() -> Napi::Value { return Napi::Boolean::New(info.Env(), ctx_->disposed()); });
 }
 
 // tensor(data: Float32Array | Float64Array | Int32Array | number[], shape, dtype)
 Napi::Value EngineHandle::tensor(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
-    check_receiver(info, &kEngineTag, "EngineHandle");
     expect_count(info, 3, 3, "tensor");
     const auto& ctx = live();
     Shape shape = read_shape(info[1], "shape");
@@ -121,7 +114,6 @@ Napi::Value EngineHandle::tensor(const Napi::CallbackInfo& info) {
 Napi::Value EngineHandle::full(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
-    check_receiver(info, &kEngineTag, "EngineHandle");
     expect_count(info, 3, 3, "full");
     const auto& ctx = live();
     Shape shape = read_shape(info[0], "shape");
@@ -135,7 +127,6 @@ Napi::Value EngineHandle::full(const Napi::CallbackInfo& info) {
 Napi::Value EngineHandle::randn(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
-    check_receiver(info, &kEngineTag, "EngineHandle");
     expect_count(info, 2, 3, "randn");
     const auto& ctx = live();
     Shape shape = read_shape(info[0], "shape");
@@ -149,7 +140,6 @@ Napi::Value EngineHandle::randn(const Napi::CallbackInfo& info) {
 Napi::Value EngineHandle::memory_stats(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
-    check_receiver(info, &kEngineTag, "EngineHandle");
     MemoryStats s = ctx_->allocator().stats();
     Napi::Object out = Napi::Object::New(env);
     out.Set("allocatedBytes", static_cast<double>(s.allocated_bytes));
@@ -161,7 +151,6 @@ Napi::Value EngineHandle::memory_stats(const Napi::CallbackInfo& info) {
 
 Napi::Value EngineHandle::reset_peak_memory(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
-    check_receiver(info, &kEngineTag, "EngineHandle");
     ctx_->allocator().reset_peak();
     return info.Env().Undefined();
   });
@@ -170,7 +159,6 @@ Napi::Value EngineHandle::reset_peak_memory(const Napi::CallbackInfo& info) {
 // setCpuGemm('auto' | 'builtin' | 'blas'): which CPU GEMM matmul uses (benchmarks, tests).
 Napi::Value EngineHandle::set_cpu_gemm(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
-    check_receiver(info, &kEngineTag, "EngineHandle");
     expect_count(info, 1, 1, "setCpuGemm");
     std::string name = read_string(info[0], "backend");
     CpuGemmBackend backend;
@@ -190,7 +178,6 @@ Napi::Value EngineHandle::set_cpu_gemm(const Napi::CallbackInfo& info) {
 Napi::Value EngineHandle::synchronize(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
-    check_receiver(info, &kEngineTag, "EngineHandle");
     expect_count(info, 0, 0, "synchronize");
     std::shared_ptr<Context> ctx = live();
     PendingPromise* pending = PendingPromise::begin(env, [](Napi::Env e) -> Napi::Value { return e.Undefined(); });
@@ -211,7 +198,6 @@ Napi::Value EngineHandle::synchronize(const Napi::CallbackInfo& info) {
 
 Napi::Value EngineHandle::synchronize_sync(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
-    check_receiver(info, &kEngineTag, "EngineHandle");
     expect_count(info, 0, 0, "synchronizeSync");
     live()->stream().synchronize();
     return info.Env().Undefined();
@@ -220,7 +206,6 @@ Napi::Value EngineHandle::synchronize_sync(const Napi::CallbackInfo& info) {
 
 Napi::Value EngineHandle::dispose(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
-    check_receiver(info, &kEngineTag, "EngineHandle");
     ctx_->dispose();
     return info.Env().Undefined();
   });

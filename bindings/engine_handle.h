@@ -10,6 +10,9 @@ namespace r1v::bindings {
 
 class EngineHandle : public Napi::ObjectWrap<EngineHandle> {
  public:
+  static const napi_type_tag kTag;
+  static constexpr const char* kClassName = "EngineHandle";
+
   static Napi::Function define(Napi::Env env);
   explicit EngineHandle(const Napi::CallbackInfo& info);
 

@@ -8,18 +8,20 @@
 
 namespace r1v::bindings {
 
-namespace {
-// Marks objects that really are tensor handles (a forged prototype is not enough).
-const napi_type_tag kTensorTag = {0x7231762d74656e73ULL, 0x6f722d68616e646cULL};
-}  // namespace
+const napi_type_tag TensorHandle::kTag = {0x7231762d74656e73ULL, 0x6f722d68616e646cULL};
 
 Napi::Function TensorHandle::define(Napi::Env env) {
-  return DefineClass(
-      env, "TensorHandle",
-      {InstanceAccessor<&TensorHandle::shape>("shape"), InstanceAccessor<&TensorHandle::dtype>("dtype"),
-       InstanceAccessor<&TensorHandle::device>("device"), InstanceAccessor<&TensorHandle::numel>("numel"),
-       InstanceAccessor<&TensorHandle::disposed>("disposed"), InstanceMethod<&TensorHandle::to_array>("toArray"),
-       InstanceMethod<&TensorHandle::to_array_sync>("toArraySync"), InstanceMethod<&TensorHandle::dispose>("dispose")});
+  Napi::Function constructor = DefineClass(env, kClassName, {});
+  Napi::Object prototype = constructor.Get("prototype").As<Napi::Object>();
+  define_getter<TensorHandle, &TensorHandle::shape>(prototype, "shape");
+  define_getter<TensorHandle, &TensorHandle::dtype>(prototype, "dtype");
+  define_getter<TensorHandle, &TensorHandle::device>(prototype, "device");
+  define_getter<TensorHandle, &TensorHandle::numel>(prototype, "numel");
+  define_getter<TensorHandle, &TensorHandle::disposed>(prototype, "disposed");
+  define_method<TensorHandle, &TensorHandle::to_array>(env, prototype, "toArray");
+  define_method<TensorHandle, &TensorHandle::to_array_sync>(env, prototype, "toArraySync");
+  define_method<TensorHandle, &TensorHandle::dispose>(env, prototype, "dispose");
+  return constructor;
 }
 
 TensorHandle::TensorHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TensorHandle>(info) {
@@ -28,7 +30,7 @@ TensorHandle::TensorHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Te
     throw make_error(info.Env(), ErrorCode::Argument,
                      "TensorHandle cannot be constructed from JavaScript; use Engine methods");
   tensor_ = *info[0].As<Napi::External<Tensor>>().Data();
-  info.This().As<Napi::Object>().TypeTag(&kTensorTag);
+  info.This().As<Napi::Object>().TypeTag(&kTag);
   reported_bytes_ = static_cast<int64_t>(tensor_.nbytes());
   Napi::MemoryManagement::AdjustExternalMemory(info.Env(), reported_bytes_);
 }
@@ -45,8 +47,7 @@ Napi::Object TensorHandle::wrap(Napi::Env env, Tensor t) {
 }
 
 const Tensor& TensorHandle::unwrap(const Napi::Value& v, const char* name) {
-  if (!v.IsObject() || !v.As<Napi::Object>().CheckTypeTag(&kTensorTag))
-    fail(ErrorCode::Argument, name, " must be a tensor");
+  if (!v.IsObject() || !v.As<Napi::Object>().CheckTypeTag(&kTag)) fail(ErrorCode::Argument, name, " must be a tensor");
   TensorHandle* handle = Unwrap(v.As<Napi::Object>());
   return handle->live(name);
 }
@@ -63,36 +64,27 @@ void TensorHandle::release(Napi::Env env) {
 }
 
 Napi::Value TensorHandle::shape(const Napi::CallbackInfo& info) {
-  return guarded(info.Env(), [&] {
-    check_receiver(info, &kTensorTag, "TensorHandle");
-    return shape_to_js(info.Env(), live("tensor").shape());
-  });
+  return guarded(info.Env(), [&] { return shape_to_js(info.Env(), live("tensor").shape()); });
 }
 
 Napi::Value TensorHandle::dtype(const Napi::CallbackInfo& info) {
-  return guarded(info.Env(), [&]() -> Napi::Value {
-    check_receiver(info, &kTensorTag, "TensorHandle");
-    return Napi::String::New(info.Env(), dtype_name(live("tensor").dtype()));
-  });
+  return guarded(info.Env(),
+                 [&]() -> Napi::Value { return Napi::String::New(info.Env(), dtype_name(live("tensor").dtype())); });
 }
 
 Napi::Value TensorHandle::device(const Napi::CallbackInfo& info) {
-  return guarded(info.Env(), [&]() -> Napi::Value {
-    check_receiver(info, &kTensorTag, "TensorHandle");
-    return Napi::String::New(info.Env(), live("tensor").device().id());
-  });
+  return guarded(info.Env(),
+                 [&]() -> Napi::Value { return Napi::String::New(info.Env(), live("tensor").device().id()); });
 }
 
 Napi::Value TensorHandle::numel(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
-    check_receiver(info, &kTensorTag, "TensorHandle");
     return Napi::Number::New(info.Env(), static_cast<double>(live("tensor").numel()));
   });
 }
 
 Napi::Value TensorHandle::disposed(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
-    check_receiver(info, &kTensorTag, "TensorHandle");
     bool alive = tensor_.defined() && !tensor_.context()->disposed() && tensor_.data() != nullptr;
     return Napi::Boolean::New(info.Env(), !alive);
   });
@@ -114,7 +106,6 @@ Napi::TypedArray new_host_array(Napi::Env env, const Tensor& t, void** data) {
 Napi::Value TensorHandle::to_array(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
-    check_receiver(info, &kTensorTag, "TensorHandle");
     expect_count(info, 0, 0, "toArray");
     Tensor t = live("tensor");
     void* host = nullptr;
@@ -144,7 +135,6 @@ Napi::Value TensorHandle::to_array(const Napi::CallbackInfo& info) {
 Napi::Value TensorHandle::to_array_sync(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
-    check_receiver(info, &kTensorTag, "TensorHandle");
     expect_count(info, 0, 0, "toArraySync");
     Tensor t = live("tensor");
     void* host = nullptr;
@@ -169,7 +159,6 @@ Napi::Value TensorHandle::to_array_sync(const Napi::CallbackInfo& info) {
 
 Napi::Value TensorHandle::dispose(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
-    check_receiver(info, &kTensorTag, "TensorHandle");
     release(info.Env());
     return info.Env().Undefined();
   });

@@ -9,6 +9,9 @@ namespace r1v::bindings {
 
 class TensorHandle : public Napi::ObjectWrap<TensorHandle> {
  public:
+  static const napi_type_tag kTag;  // marks real handles (a forged prototype is not enough)
+  static constexpr const char* kClassName = "TensorHandle";
+
   static Napi::Function define(Napi::Env env);
   // Wraps t in a new handle object.
   static Napi::Object wrap(Napi::Env env, Tensor t);

@@ -140,6 +140,7 @@ double host_value(const void* host, HostType type, size_t i) {
 
 // Converts host values into the tensor's element type, in place at dst.
 void convert_from_host(void* dst, DType dtype, const void* host, HostType type, size_t count) {
+  if (count == 0) return;  // an empty typed array may have no data pointer at all
   if (dtype == DType::I32) {
     auto* out = static_cast<int32_t*>(dst);
     for (size_t i = 0; i < count; ++i) {
@@ -174,6 +175,7 @@ void convert_from_host(void* dst, DType dtype, const void* host, HostType type, 
 
 // Converts tensor elements to f32 (float dtypes) or i32.
 void convert_to_host(void* dst, DType dtype, const void* src, size_t count) {
+  if (count == 0) return;  // an empty typed array may have no data pointer at all
   switch (dtype) {
     case DType::F32:
     case DType::I32:
