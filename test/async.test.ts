@@ -61,4 +61,20 @@ describe('asynchronous execution', () => {
     e.dispose();
     await assert.rejects(e.synchronize(), { code: 'DISPOSED' });
   });
+
+  it('engines run side by side, and dispose keeps the readbacks already asked for', async () => {
+    const engines = [Engine.create({ device: 'cpu', seed: 1 }), Engine.create({ device: 'cpu', seed: 1 })];
+    const reads = engines.map((e) => {
+      let x = e.randn([200, 200], { seed: 4 });
+      const w = e.randn([200, 200], { seed: 5 });
+      for (let i = 0; i < 10; i++) x = ops.matmul(x, w, { transB: true });
+      return x.toArray();
+    });
+    engines[1]!.dispose(); // finishes its queued work (and the pending read) first
+    const [first, second] = await Promise.all(reads);
+    assert.deepEqual(first, second);
+    assert.ok(first!.every(Number.isFinite));
+    engines[0]!.dispose();
+  });
 });
+
