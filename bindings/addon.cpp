@@ -106,7 +106,6 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   Napi::Function tensor_class = TensorHandle::define(env);
   Napi::Function engine_class = EngineHandle::define(env);
   data->tensor_class = Napi::Persistent(tensor_class);
-  data->engine_class = Napi::Persistent(engine_class);
   data->completions = Napi::ThreadSafeFunction::New(env, Napi::Function::New(env, [](const Napi::CallbackInfo&) {}),
                                                     "r1v.completions", 0, 1);
   data->completions.Unref(env);  // only pending Promises keep the process alive

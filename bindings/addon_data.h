@@ -12,7 +12,6 @@ namespace r1v::bindings {
 struct AddonData {
   Napi::FunctionReference error_class;
   Napi::FunctionReference tensor_class;
-  Napi::FunctionReference engine_class;
   Napi::ThreadSafeFunction completions;
   int pending = 0;  // Promises awaiting completion; while > 0 the event loop stays alive
 

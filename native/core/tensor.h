@@ -39,8 +39,6 @@ class Context {
 
   // The engine generator's next Philox offset (one per draw; see ops/randn.h).
   uint64_t next_rng_offset(uint64_t steps) { return rng_offset_.fetch_add(steps); }
-  uint64_t rng_offset() const { return rng_offset_.load(); }
-  void set_rng_offset(uint64_t offset) { rng_offset_.store(offset); }
 
   CpuGemmBackend cpu_gemm() const { return cpu_gemm_.load(); }
   void set_cpu_gemm(CpuGemmBackend backend) { cpu_gemm_.store(backend); }
@@ -104,10 +102,6 @@ class Tensor {
   const std::shared_ptr<Context>& context() const { return ctx_; }
 
   void* data() const { return storage_ ? storage_->data() : nullptr; }
-  template <typename T>
-  T* data_as() const {
-    return static_cast<T*>(data());
-  }
 
   // Throws Error(Disposed) when the engine was disposed or the memory released.
   void check_alive(const char* name) const;
