@@ -8,6 +8,19 @@
 
 namespace r1v::bindings {
 
+namespace {
+// Runs on t's stream: an error kept from earlier work fails the read; else copies t out.
+std::exception_ptr read_on_stream(const Tensor& t, void* host) {
+  if (std::exception_ptr error = t.context()->stream().take_error()) return error;
+  try {
+    tensor_to_host(t, host);
+  } catch (...) {
+    return std::current_exception();
+  }
+  return nullptr;
+}
+}  // namespace
+
 const napi_type_tag TensorHandle::kTag = {0x7231762d74656e73ULL, 0x6f722d68616e646cULL};
 
 Napi::Function TensorHandle::define(Napi::Env env) {
@@ -64,30 +77,24 @@ void TensorHandle::release(Napi::Env env) {
 }
 
 Napi::Value TensorHandle::shape(const Napi::CallbackInfo& info) {
-  return guarded(info.Env(), [&] { return shape_to_js(info.Env(), live("tensor").shape()); });
+  return shape_to_js(info.Env(), live("tensor").shape());
 }
 
 Napi::Value TensorHandle::dtype(const Napi::CallbackInfo& info) {
-  return guarded(info.Env(),
-                 [&]() -> Napi::Value { return Napi::String::New(info.Env(), dtype_name(live("tensor").dtype())); });
+  return Napi::String::New(info.Env(), dtype_name(live("tensor").dtype()));
 }
 
 Napi::Value TensorHandle::device(const Napi::CallbackInfo& info) {
-  return guarded(info.Env(),
-                 [&]() -> Napi::Value { return Napi::String::New(info.Env(), live("tensor").device().id()); });
+  return Napi::String::New(info.Env(), live("tensor").device().id());
 }
 
 Napi::Value TensorHandle::numel(const Napi::CallbackInfo& info) {
-  return guarded(info.Env(), [&]() -> Napi::Value {
-    return Napi::Number::New(info.Env(), static_cast<double>(live("tensor").numel()));
-  });
+  return Napi::Number::New(info.Env(), static_cast<double>(live("tensor").numel()));
 }
 
 Napi::Value TensorHandle::disposed(const Napi::CallbackInfo& info) {
-  return guarded(info.Env(), [&]() -> Napi::Value {
-    bool alive = tensor_.defined() && !tensor_.context()->disposed() && tensor_.data() != nullptr;
-    return Napi::Boolean::New(info.Env(), !alive);
-  });
+  bool alive = tensor_.defined() && !tensor_.context()->disposed() && tensor_.data() != nullptr;
+  return Napi::Boolean::New(info.Env(), !alive);
 }
 
 Napi::TypedArray new_host_array(Napi::Env env, const Tensor& t, void** data) {
@@ -105,63 +112,37 @@ Napi::TypedArray new_host_array(Napi::Env env, const Tensor& t, void** data) {
 
 Napi::Value TensorHandle::to_array(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  return guarded(env, [&]() -> Napi::Value {
-    expect_count(info, 0, 0, "toArray");
-    Tensor t = live("tensor");
-    void* host = nullptr;
-    // The array is made now and filled by the stream; JavaScript sees it only once filled.
-    auto array = std::make_shared<Napi::Reference<Napi::TypedArray>>(Napi::Persistent(new_host_array(env, t, &host)));
-    PendingPromise* pending = PendingPromise::begin(env, [array](Napi::Env) -> Napi::Value {
-      Napi::Value value = array->Value();
-      array->Reset();
-      return value;
-    });
-    Napi::Promise promise = pending->promise();
-    t.context()->stream().enqueue([t, host, pending] {
-      std::exception_ptr error = t.context()->stream().take_error();
-      if (!error) {
-        try {
-          tensor_to_host(t, host);
-        } catch (...) {
-          error = std::current_exception();
-        }
-      }
-      pending->finish(error);
-    });
-    return promise;
+  expect_count(info, 0, 0, "toArray");
+  Tensor t = live("tensor");
+  void* host = nullptr;
+  // The array is made now and filled by the stream; JavaScript sees it only once filled.
+  auto array = std::make_shared<Napi::Reference<Napi::TypedArray>>(Napi::Persistent(new_host_array(env, t, &host)));
+  PendingPromise* pending = PendingPromise::begin(env, [array](Napi::Env) -> Napi::Value {
+    Napi::Value value = array->Value();
+    array->Reset();
+    return value;
   });
+  Napi::Promise promise = pending->promise();
+  t.context()->stream().enqueue([t, host, pending] { pending->finish(read_on_stream(t, host)); });
+  return promise;
 }
 
 Napi::Value TensorHandle::to_array_sync(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  return guarded(env, [&]() -> Napi::Value {
-    expect_count(info, 0, 0, "toArraySync");
-    Tensor t = live("tensor");
-    void* host = nullptr;
-    Napi::TypedArray array = new_host_array(env, t, &host);
-    std::promise<std::exception_ptr> done;
-    std::future<std::exception_ptr> result = done.get_future();
-    t.context()->stream().enqueue([t, host, &done] {
-      std::exception_ptr error = t.context()->stream().take_error();
-      if (!error) {
-        try {
-          tensor_to_host(t, host);
-        } catch (...) {
-          error = std::current_exception();
-        }
-      }
-      done.set_value(error);
-    });
-    if (std::exception_ptr error = result.get()) std::rethrow_exception(error);
-    return array;
-  });
+  expect_count(info, 0, 0, "toArraySync");
+  Tensor t = live("tensor");
+  void* host = nullptr;
+  Napi::TypedArray array = new_host_array(env, t, &host);
+  std::promise<std::exception_ptr> done;
+  std::future<std::exception_ptr> result = done.get_future();
+  t.context()->stream().enqueue([t, host, &done] { done.set_value(read_on_stream(t, host)); });
+  if (std::exception_ptr error = result.get()) std::rethrow_exception(error);
+  return array;
 }
 
 Napi::Value TensorHandle::dispose(const Napi::CallbackInfo& info) {
-  return guarded(info.Env(), [&]() -> Napi::Value {
-    release(info.Env());
-    return info.Env().Undefined();
-  });
+  release(info.Env());
+  return info.Env().Undefined();
 }
 
 }  // namespace r1v::bindings
