@@ -6,11 +6,11 @@
 #include "../native/core/cpu_info.h"
 #include "../native/core/device.h"
 #include "../native/core/thread_pool.h"
-#include "../native/ops/matmul.h"
 #include "addon_data.h"
 #include "args.h"
 #include "engine_handle.h"
 #include "errors.h"
+#include "ops.h"
 #include "tensor_handle.h"
 
 #ifndef R1V_VERSION
@@ -75,21 +75,6 @@ Napi::Value build_info(const Napi::CallbackInfo& info) {
   });
 }
 
-// matmul(a, b, { transA?, transB? }?)
-Napi::Value matmul(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  return guarded(env, [&]() -> Napi::Value {
-    expect_count(info, 2, 3, "matmul");
-    const Tensor& a = TensorHandle::unwrap(info[0], "matmul: a");
-    const Tensor& b = TensorHandle::unwrap(info[1], "matmul: b");
-    auto options = read_options(info.Length() > 2 ? info[2] : env.Undefined(), "matmul: options");
-    MatmulOptions o;
-    o.trans_a = read_bool_option(options, "transA", "matmul", false);
-    o.trans_b = read_bool_option(options, "transB", "matmul", false);
-    return TensorHandle::wrap(env, r1v::matmul(a, b, o));
-  });
-}
-
 // measureCpuPeakGflops(seconds): the machine's fp32 FMA rate over all pool threads.
 Napi::Value measure_cpu_peak(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
@@ -115,7 +100,10 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("setErrorClass", Napi::Function::New(env, set_error_class, "setErrorClass"));
   exports.Set("devices", Napi::Function::New(env, devices, "devices"));
   exports.Set("buildInfo", Napi::Function::New(env, build_info, "buildInfo"));
-  exports.Set("matmul", Napi::Function::New(env, matmul, "matmul"));
+  register_matmul_ops(env, exports);
+  register_attention_ops(env, exports);
+  register_connector_ops(env, exports);
+  register_token_stats_ops(env, exports);
   exports.Set("measureCpuPeakGflops", Napi::Function::New(env, measure_cpu_peak, "measureCpuPeakGflops"));
   return exports;
 }

@@ -76,6 +76,63 @@ bool read_bool_option(const std::optional<Napi::Object>& options, const char* ke
   return v.As<Napi::Boolean>().Value();
 }
 
+std::optional<double> read_number_option(const std::optional<Napi::Object>& options, const char* key, const char* fn) {
+  if (!options) return std::nullopt;
+  Napi::Value v = options->Get(key);
+  if (v.IsUndefined()) return std::nullopt;
+  if (!v.IsNumber()) fail(ErrorCode::Argument, fn, ": option ", key, " must be a number");
+  double d = v.As<Napi::Number>().DoubleValue();
+  if (!std::isfinite(d)) fail(ErrorCode::Argument, fn, ": option ", key, " must be finite, got ", d);
+  return d;
+}
+
+std::optional<std::string> read_string_option(const std::optional<Napi::Object>& options, const char* key,
+                                              const char* fn) {
+  if (!options) return std::nullopt;
+  Napi::Value v = options->Get(key);
+  if (v.IsUndefined()) return std::nullopt;
+  if (!v.IsString()) fail(ErrorCode::Argument, fn, ": option ", key, " must be a string");
+  return v.As<Napi::String>().Utf8Value();
+}
+
+std::optional<std::vector<int32_t>> read_int32_array_option(const std::optional<Napi::Object>& options,
+                                                            const char* key, const char* fn) {
+  if (!options) return std::nullopt;
+  Napi::Value v = options->Get(key);
+  if (v.IsUndefined()) return std::nullopt;
+  if (v.IsTypedArray() && v.As<Napi::TypedArray>().TypedArrayType() == napi_int32_array) {
+    auto typed = v.As<Napi::Int32Array>();
+    size_t n = typed.ElementLength();
+    return n ? std::vector<int32_t>(typed.Data(), typed.Data() + n) : std::vector<int32_t>();
+  }
+  if (!v.IsArray()) fail(ErrorCode::Argument, fn, ": option ", key, " must be an Int32Array or an array of integers");
+  Napi::Array array = v.As<Napi::Array>();
+  std::vector<int32_t> out(array.Length());
+  for (uint32_t i = 0; i < array.Length(); ++i) {
+    Napi::Value e = array.Get(i);
+    double d = e.IsNumber() ? e.As<Napi::Number>().DoubleValue() : NAN;
+    if (!(d == std::floor(d)) || d < -2147483648.0 || d > 2147483647.0)
+      fail(ErrorCode::Argument, fn, ": option ", key, "[", i, "] is not a 32-bit integer");
+    out[i] = static_cast<int32_t>(d);
+  }
+  return out;
+}
+
+void check_option_keys(const std::optional<Napi::Object>& options, std::initializer_list<const char*> allowed,
+                       const char* fn) {
+  if (!options) return;
+  Napi::Array keys = options->GetPropertyNames();
+  for (uint32_t i = 0; i < keys.Length(); ++i) {
+    std::string key = keys.Get(i).ToString().Utf8Value();
+    bool known = false;
+    for (const char* a : allowed) known = known || key == a;
+    if (known) continue;
+    std::string list;
+    for (const char* a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
+    fail(ErrorCode::Argument, fn, ": unknown option '", key, "' (known: ", list, ")");
+  }
+}
+
 void check_receiver(const Napi::CallbackInfo& info, const napi_type_tag* tag, const char* cls) {
   Napi::Value self = info.This();
   if (!self.IsObject() || !self.As<Napi::Object>().CheckTypeTag(tag))

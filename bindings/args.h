@@ -3,8 +3,10 @@
 #pragma once
 #include <napi.h>
 
+#include <initializer_list>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "../native/core/tensor.h"
 #include "errors.h"
@@ -23,6 +25,16 @@ DType read_dtype(const Napi::Value& v, const char* name);
 // An object or undefined; throws for anything else.
 std::optional<Napi::Object> read_options(const Napi::Value& v, const char* name);
 bool read_bool_option(const std::optional<Napi::Object>& options, const char* key, const char* fn, bool fallback);
+// A finite number, or nullopt when the option is absent/undefined.
+std::optional<double> read_number_option(const std::optional<Napi::Object>& options, const char* key, const char* fn);
+std::optional<std::string> read_string_option(const std::optional<Napi::Object>& options, const char* key,
+                                              const char* fn);
+// An Int32Array or an array of 32-bit integers, copied; nullopt when absent/undefined.
+std::optional<std::vector<int32_t>> read_int32_array_option(const std::optional<Napi::Object>& options,
+                                                            const char* key, const char* fn);
+// Throws naming the first key of options that is not in `allowed` (catches typos).
+void check_option_keys(const std::optional<Napi::Object>& options, std::initializer_list<const char*> allowed,
+                       const char* fn);
 
 // Throws unless `this` is an object created by the named handle class (tagged at birth),
 // so a method borrowed onto another object cannot reinterpret it.

@@ -23,6 +23,7 @@ Napi::Function EngineHandle::define(Napi::Env env) {
   define_method<EngineHandle, &EngineHandle::memory_stats>(env, prototype, "memoryStats");
   define_method<EngineHandle, &EngineHandle::reset_peak_memory>(env, prototype, "resetPeakMemory");
   define_method<EngineHandle, &EngineHandle::set_cpu_gemm>(env, prototype, "setCpuGemm");
+  define_method<EngineHandle, &EngineHandle::set_poison_new_tensors>(env, prototype, "setPoisonNewTensors");
   define_method<EngineHandle, &EngineHandle::synchronize>(env, prototype, "synchronize");
   define_method<EngineHandle, &EngineHandle::synchronize_sync>(env, prototype, "synchronizeSync");
   define_method<EngineHandle, &EngineHandle::dispose>(env, prototype, "dispose");
@@ -146,6 +147,12 @@ Napi::Value EngineHandle::reset_peak_memory(const Napi::CallbackInfo& info) {
 }
 
 // setCpuGemm('auto' | 'builtin' | 'blas'): which CPU GEMM matmul uses (benchmarks, tests).
+Napi::Value EngineHandle::set_poison_new_tensors(const Napi::CallbackInfo& info) {
+  expect_count(info, 1, 1, "setPoisonNewTensors");
+  live()->set_poison_new_tensors(read_bool(info[0], "on"));
+  return info.Env().Undefined();
+}
+
 Napi::Value EngineHandle::set_cpu_gemm(const Napi::CallbackInfo& info) {
   expect_count(info, 1, 1, "setCpuGemm");
   std::string name = read_string(info[0], "backend");

@@ -26,6 +26,7 @@ class EngineHandle : public Napi::ObjectWrap<EngineHandle> {
   Napi::Value memory_stats(const Napi::CallbackInfo& info);
   Napi::Value reset_peak_memory(const Napi::CallbackInfo& info);
   Napi::Value set_cpu_gemm(const Napi::CallbackInfo& info);
+  Napi::Value set_poison_new_tensors(const Napi::CallbackInfo& info);
   Napi::Value synchronize(const Napi::CallbackInfo& info);
   Napi::Value synchronize_sync(const Napi::CallbackInfo& info);
   Napi::Value dispose(const Napi::CallbackInfo& info);

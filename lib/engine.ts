@@ -12,6 +12,11 @@ export interface EngineOptions {
   seed?: number;
   /** CPU GEMM: 'auto' uses BLAS when one was loaded, else the built-in kernel. */
   cpuGemm?: CpuGemmBackend;
+  /**
+   * Debug aid: fill every new tensor with NaN (0xFF bytes) before any op writes it, so an
+   * element an op forgot to write reads back as NaN. Slower; meant for tests.
+   */
+  poisonNewTensors?: boolean;
 }
 
 export interface MemoryStats {
@@ -23,7 +28,7 @@ export interface MemoryStats {
   reservedBytes: number;
 }
 
-const ENGINE_OPTIONS = new Set(['device', 'seed', 'cpuGemm']);
+const ENGINE_OPTIONS = new Set(['device', 'seed', 'cpuGemm', 'poisonNewTensors']);
 
 function resolveDevice(requested: string): string {
   if (requested !== 'auto') return requested;
@@ -74,6 +79,13 @@ export class Engine implements Disposable {
     if (!info) throw new R1VError('DEVICE', `device '${handle.device}' is not in devices()`);
     const engine = new Engine(handle, info);
     if (o.cpuGemm !== undefined) engine.setCpuGemm(o.cpuGemm as CpuGemmBackend);
+    if (o.poisonNewTensors !== undefined) {
+      if (typeof o.poisonNewTensors !== 'boolean') {
+        engine.dispose();
+        throw new R1VError('CONFIG', `Engine.create: poisonNewTensors must be a boolean, got ${typeof o.poisonNewTensors}`);
+      }
+      handle.setPoisonNewTensors(o.poisonNewTensors);
+    }
     return engine;
   }
 

@@ -35,6 +35,7 @@ export interface NativeEngine {
   memoryStats(): NativeMemoryStats;
   resetPeakMemory(): void;
   setCpuGemm(backend: 'auto' | 'builtin' | 'blas'): void;
+  setPoisonNewTensors(on: boolean): void;
   synchronize(): Promise<void>;
   synchronizeSync(): void;
   dispose(): void;
@@ -59,13 +60,60 @@ export interface NativeBuildInfo {
   threads: number;
 }
 
+export interface NativeAttentionOptions {
+  causal?: boolean;
+  scale?: number;
+  /** Packed layout: cumulative sequence lengths [B+1], validated on the host. */
+  cuSeqlensQ?: Int32Array;
+  cuSeqlensK?: Int32Array;
+}
+
+export interface NativeConnectorParams {
+  lnWeight: NativeTensor;
+  lnBias: NativeTensor;
+  w1: NativeTensor;
+  b1: NativeTensor;
+  w2: NativeTensor;
+  b2: NativeTensor;
+}
+
+export interface NativeLinearTokenStatsOptions {
+  temperature?: number;
+  chunk?: number;
+}
+
 export interface NativeAddon {
   EngineHandle: new (device: string, seed: number) => NativeEngine;
   TensorHandle: abstract new (...args: never[]) => NativeTensor;
   setErrorClass(errorClass: typeof R1VError): void;
   devices(): NativeDeviceInfo[];
   buildInfo(): NativeBuildInfo;
-  matmul(a: NativeTensor, b: NativeTensor, options?: { transA?: boolean; transB?: boolean }): NativeTensor;
+  matmul(
+    a: NativeTensor,
+    b: NativeTensor,
+    options?: { transA?: boolean; transB?: boolean; bias?: NativeTensor; activation?: 'none' | 'gelu' | 'silu' },
+  ): NativeTensor;
+  attention(q: NativeTensor, k: NativeTensor, v: NativeTensor, options?: NativeAttentionOptions): { out: NativeTensor; lse: NativeTensor };
+  attentionBackward(
+    q: NativeTensor, k: NativeTensor, v: NativeTensor, out: NativeTensor, lse: NativeTensor, dOut: NativeTensor,
+    options?: NativeAttentionOptions,
+  ): { dq: NativeTensor; dk: NativeTensor; dv: NativeTensor };
+  connector(x: NativeTensor, params: NativeConnectorParams, options?: { eps?: number }): NativeTensor;
+  connectorBackward(
+    x: NativeTensor, params: NativeConnectorParams, dY: NativeTensor, options?: { eps?: number },
+  ): Record<'dx' | 'dLnWeight' | 'dLnBias' | 'dW1' | 'dB1' | 'dW2' | 'dB2', NativeTensor>;
+  tokenStats(logits: NativeTensor, targets: NativeTensor, options?: { temperature?: number }): { logprobs: NativeTensor; entropy: NativeTensor };
+  tokenStatsBackward(
+    logits: NativeTensor, targets: NativeTensor, dLogprobs: NativeTensor, dEntropy: NativeTensor,
+    options?: { temperature?: number },
+  ): NativeTensor;
+  linearTokenStats(
+    hidden: NativeTensor, weight: NativeTensor, targets: NativeTensor, options?: NativeLinearTokenStatsOptions,
+  ): { logprobs: NativeTensor; entropy: NativeTensor };
+  linearTokenStatsBackward(
+    hidden: NativeTensor, weight: NativeTensor, targets: NativeTensor, dLogprobs: NativeTensor, dEntropy: NativeTensor,
+    options?: NativeLinearTokenStatsOptions,
+  ): { dHidden: NativeTensor; dWeight: NativeTensor };
   measureCpuPeakGflops(seconds: number): number;
 }
 

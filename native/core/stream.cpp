@@ -6,6 +6,7 @@
 #include <mutex>
 #include <thread>
 
+#include "device_error.h"
 #include "error.h"
 
 #if R1V_WITH_CUDA
@@ -19,6 +20,8 @@ namespace r1v {
 struct Stream::State {
   Device device;
   void* cuda_stream = nullptr;
+  int* error_word_host = nullptr;    // mapped pinned memory, read after a device sync
+  int* error_word_device = nullptr;  // the same int as kernels see it
   std::mutex mutex;
   std::condition_variable wake;
   std::deque<std::function<void()>> queue;
@@ -61,6 +64,7 @@ void run_stream(std::shared_ptr<Stream::State> state) {
     cudaStreamSynchronize(static_cast<cudaStream_t>(state->cuda_stream));
     cudaStreamDestroy(static_cast<cudaStream_t>(state->cuda_stream));
   }
+  if (state->error_word_host) cudaFreeHost(state->error_word_host);
 #endif
 }
 
@@ -74,6 +78,13 @@ Stream::Stream(Device device) : state_(std::make_shared<State>()) {
     cudaStream_t s = nullptr;
     check_cuda(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "cudaStreamCreate");
     state_->cuda_stream = s;
+    void* word = nullptr;
+    check_cuda(cudaHostAlloc(&word, sizeof(int), cudaHostAllocMapped), "cudaHostAlloc (device error word)");
+    state_->error_word_host = static_cast<int*>(word);
+    *state_->error_word_host = 0;
+    void* device_word = nullptr;
+    check_cuda(cudaHostGetDevicePointer(&device_word, word, 0), "cudaHostGetDevicePointer");
+    state_->error_word_device = static_cast<int*>(device_word);
   }
 #endif
   std::thread thread(run_stream, state_);
@@ -103,10 +114,17 @@ void Stream::enqueue(std::function<void()> work) {
 
 void Stream::wait_device() {
 #if R1V_WITH_CUDA
-  if (state_->cuda_stream)
-    check_cuda(cudaStreamSynchronize(static_cast<cudaStream_t>(state_->cuda_stream)), "cudaStreamSynchronize");
+  if (!state_->cuda_stream) return;
+  check_cuda(cudaStreamSynchronize(static_cast<cudaStream_t>(state_->cuda_stream)), "cudaStreamSynchronize");
+  volatile int* word = state_->error_word_host;
+  if (int code = *word) {
+    *word = 0;
+    fail(ErrorCode::Argument, device_error_message(code));
+  }
 #endif
 }
+
+int* Stream::device_error_word() const { return state_->error_word_device; }
 
 void Stream::synchronize() {
   if (on_stream_thread()) fail(ErrorCode::Argument, "synchronize() called from the engine's own stream");

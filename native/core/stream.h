@@ -28,8 +28,14 @@ class Stream {
   // The kept error, cleared; null when none. Call from work running on this stream.
   std::exception_ptr take_error();
 
-  // Waits for the GPU work launched so far. Call from work running on this stream.
+  // Waits for the GPU work launched so far, then raises (as Error(Argument)) the first
+  // bad-data report kernels left in device_error_word(). Call from work on this stream.
   void wait_device();
+
+  // CUDA: a device pointer to one int that kernels set (atomicCAS from 0) to a
+  // DeviceErrorCode when their input data is invalid (say a target outside [0, V)); they
+  // write NaN for the affected outputs and go on. nullptr on the CPU.
+  int* device_error_word() const;
 
   // Whether the caller is this stream's own thread (i.e. running enqueued work).
   bool on_stream_thread() const;

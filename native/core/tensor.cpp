@@ -97,6 +97,16 @@ Storage::~Storage() {
   release();
 }
 
+std::exception_ptr Storage::error() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return error_;
+}
+
+void Storage::set_error(std::exception_ptr error) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  error_ = std::move(error);
+}
+
 void Storage::release() {
   std::lock_guard<std::mutex> lock(mutex_);
   if (!data_) return;
@@ -113,7 +123,44 @@ Tensor Tensor::empty(const std::shared_ptr<Context>& ctx, const Shape& shape, DT
   t.dtype_ = dtype;
   t.ctx_ = ctx;
   t.storage_ = std::make_shared<Storage>(ctx, t.nbytes());
+  if (ctx->poison_new_tensors() && t.nbytes() > 0) {
+    if (ctx->device().is_cpu()) {
+      std::memset(t.data(), 0xFF, t.nbytes());
+    } else {
+#if R1V_WITH_CUDA
+      // In stream order: now when called from work on the stream, else as queued work.
+      auto poison = [t] {
+        cudaMemsetAsync(t.data(), 0xFF, t.nbytes(), static_cast<cudaStream_t>(t.context()->stream().cuda_stream()));
+      };
+      if (ctx->stream().on_stream_thread()) {
+        poison();
+      } else {
+        ctx->stream().enqueue(poison);
+      }
+#endif
+    }
+  }
   return t;
+}
+
+void enqueue_op(const std::shared_ptr<Context>& ctx, std::vector<Tensor> inputs, std::vector<Tensor> outputs,
+                std::function<void()> work) {
+  ctx->stream().enqueue([inputs = std::move(inputs), outputs = std::move(outputs), work = std::move(work)] {
+    std::exception_ptr error;
+    for (const Tensor& t : inputs) {
+      if ((error = t.error())) break;
+    }
+    if (!error) {
+      try {
+        work();
+      } catch (...) {
+        error = std::current_exception();
+      }
+    }
+    if (!error) return;
+    for (const Tensor& t : outputs) t.set_error(error);
+    std::rethrow_exception(error);
+  });
 }
 
 void Tensor::check_alive(const char* name) const {
@@ -215,7 +262,7 @@ Tensor tensor_from_host(const std::shared_ptr<Context>& ctx, const Shape& shape,
   auto staging = std::make_shared<std::vector<uint8_t>>(count * dtype_size(dtype));
   convert_from_host(staging->data(), dtype, host, host_type, count);
   Tensor t = Tensor::empty(ctx, shape, dtype);
-  ctx->stream().enqueue([t, staging] {
+  enqueue_op(ctx, {}, {t}, [t, staging] {
     auto stream = static_cast<cudaStream_t>(t.context()->stream().cuda_stream());
     check_cuda(cudaMemcpyAsync(t.data(), staging->data(), staging->size(), cudaMemcpyHostToDevice, stream),
                "copy to device");
@@ -229,6 +276,7 @@ Tensor tensor_from_host(const std::shared_ptr<Context>& ctx, const Shape& shape,
 }
 
 void tensor_to_host(const Tensor& t, void* dst) {
+  if (std::exception_ptr error = t.error()) std::rethrow_exception(error);
   if (t.device().is_cpu()) {
     convert_to_host(dst, t.dtype(), t.data(), static_cast<size_t>(t.numel()));
     return;
@@ -238,7 +286,7 @@ void tensor_to_host(const Tensor& t, void* dst) {
   std::vector<uint8_t> staging(t.nbytes());
   auto stream = static_cast<cudaStream_t>(t.context()->stream().cuda_stream());
   check_cuda(cudaMemcpyAsync(staging.data(), t.data(), t.nbytes(), cudaMemcpyDeviceToHost, stream), "copy to host");
-  check_cuda(cudaStreamSynchronize(stream), "copy to host");
+  t.context()->stream().wait_device();  // also raises bad data found by kernels (device_error_word)
   convert_to_host(dst, t.dtype(), staging.data(), static_cast<size_t>(t.numel()));
 #endif
 }

@@ -4,6 +4,8 @@
 #pragma once
 #include <atomic>
 #include <cstdint>
+#include <exception>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -26,7 +28,7 @@ enum class CpuGemmBackend { Auto, Builtin, Blas };
 
 class Storage;
 
-class Context {
+class Context : public std::enable_shared_from_this<Context> {
  public:
   static std::shared_ptr<Context> create(Device device, uint64_t seed);
   ~Context();
@@ -39,6 +41,11 @@ class Context {
 
   // The engine generator's next Philox offset (one per draw; see ops/randn.h).
   uint64_t next_rng_offset(uint64_t steps) { return rng_offset_.fetch_add(steps); }
+
+  // Debug aid: every new tensor is filled with 0xFF bytes (NaN in every float dtype), so
+  // elements an op forgets to write show up as NaN instead of plausible stale values.
+  bool poison_new_tensors() const { return poison_.load(); }
+  void set_poison_new_tensors(bool on) { poison_.store(on); }
 
   CpuGemmBackend cpu_gemm() const { return cpu_gemm_.load(); }
   void set_cpu_gemm(CpuGemmBackend backend) { cpu_gemm_.store(backend); }
@@ -59,6 +66,7 @@ class Context {
   uint64_t seed_;
   std::atomic<uint64_t> rng_offset_{0};
   std::atomic<CpuGemmBackend> cpu_gemm_{CpuGemmBackend::Auto};
+  std::atomic<bool> poison_{false};
   std::unique_ptr<Stream> stream_;
   std::shared_ptr<Allocator> allocator_;
   std::atomic<bool> disposed_{false};
@@ -77,12 +85,18 @@ class Storage {
   size_t bytes() const { return bytes_; }
   void release();  // frees the memory now (engine dispose)
 
+  // The error of the op that should have written this memory (null when it succeeded).
+  // Reading the tensor rethrows it; ops given such a tensor pass the error on.
+  std::exception_ptr error() const;
+  void set_error(std::exception_ptr error);
+
  private:
   std::weak_ptr<Context> ctx_;
   std::shared_ptr<Allocator> allocator_;
   void* data_ = nullptr;
   size_t bytes_ = 0;
-  std::mutex mutex_;
+  mutable std::mutex mutex_;
+  std::exception_ptr error_;
 };
 
 class Tensor {
@@ -106,6 +120,12 @@ class Tensor {
   // Throws Error(Disposed) when the engine was disposed or the memory released.
   void check_alive(const char* name) const;
 
+  // See Storage::error. Call from work on the tensor's stream.
+  std::exception_ptr error() const { return storage_ ? storage_->error() : nullptr; }
+  void set_error(std::exception_ptr e) const {
+    if (storage_) storage_->set_error(std::move(e));
+  }
+
  private:
   Shape shape_;
   int64_t numel_ = 0;
@@ -113,6 +133,13 @@ class Tensor {
   std::shared_ptr<Context> ctx_;
   std::shared_ptr<Storage> storage_;
 };
+
+// Queues an op's work on ctx's stream. When an input carries the error of the op that made
+// it, the work is skipped; when the work throws, its error is recorded. Either way every
+// output is marked with the error (reading it fails with the cause, never returns unwritten
+// memory) and the stream keeps it for the next synchronize().
+void enqueue_op(const std::shared_ptr<Context>& ctx, std::vector<Tensor> inputs, std::vector<Tensor> outputs,
+                std::function<void()> work);
 
 // Host ↔ tensor copies. from_host converts `count` host values (f32, f64 or i32, as
 // given by host_type) to the tensor's dtype; the tensor is ready when this returns

@@ -4,7 +4,7 @@ namespace r1v {
 
 void fill(const Tensor& t, double value) {
   t.check_alive("fill: tensor");
-  t.context()->stream().enqueue([t, value] {
+  enqueue_op(t.context(), {}, {t}, [t, value] {
     if (t.device().is_cpu()) {
       cpu::fill(t.data(), t.dtype(), t.numel(), value);
     } else {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <cmath>
 
 #include "../core/blas.h"
 #include "../core/thread_pool.h"
@@ -11,7 +12,8 @@ namespace r1v {
 
 namespace {
 
-void run_cpu_gemm(const GemmProblem& p, CpuGemmBackend backend) {
+// The product alone (no epilogue), overwriting C.
+void run_cpu_product(const GemmProblem& p, CpuGemmBackend backend) {
   if (p.batch == 0 || p.m == 0 || p.n == 0) return;
   const BlasLibrary* lib = backend == CpuGemmBackend::Builtin ? nullptr : blas();
   if (backend == CpuGemmBackend::Blas && !lib)
@@ -31,7 +33,70 @@ void run_cpu_gemm(const GemmProblem& p, CpuGemmBackend backend) {
   }
 }
 
+float activate(Activation act, float z) {
+  switch (act) {
+    case Activation::None:
+      return z;
+    case Activation::Gelu:
+      return 0.5f * z * (1.f + std::erf(z * 0.70710678118654752f));
+    case Activation::Silu:
+      return z / (1.f + std::exp(-z));
+  }
+  return z;
+}
+
+bool has_epilogue(const GemmProblem& p) {
+  return p.bias || p.activation != Activation::None || p.pre_activation || p.accumulate;
+}
+
+// CPU epilogue as a pass over the product held in `product` (laid out like C).
+void apply_cpu_epilogue(const GemmProblem& p, const float* product) {
+  const auto* bias = static_cast<const float*>(p.bias);
+  ThreadPool::global().parallel_for(p.batch * p.m, std::max<int64_t>(1, 65536 / std::max<int64_t>(p.n, 1)),
+                                    [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      int64_t b = r / p.m, i = r % p.m;
+      const float* src = product + b * p.stride_c + i * p.ldc;
+      float* c = static_cast<float*>(p.c) + b * p.stride_c + i * p.ldc;
+      float* pre = p.pre_activation ? static_cast<float*>(p.pre_activation) + b * p.stride_c + i * p.ldc : nullptr;
+      for (int64_t j = 0; j < p.n; ++j) {
+        float z = src[j] + (bias ? bias[j] : 0.f);
+        if (pre) pre[j] = z;
+        float y = activate(p.activation, z);
+        c[j] = p.accumulate ? c[j] + y : y;
+      }
+    }
+  });
+}
+
 }  // namespace
+
+void run_gemm(Context& ctx, const GemmProblem& p) {
+  if (p.batch == 0 || p.m == 0 || p.n == 0) return;
+  if (ctx.device().is_cuda()) {
+#if R1V_WITH_CUDA
+    cuda::gemm(p, ctx.stream().cuda_stream());
+#endif
+    return;
+  }
+  if (!has_epilogue(p)) {
+    run_cpu_product(p, ctx.cpu_gemm());
+    return;
+  }
+  // The product goes to scratch (or C itself when C is overwritten), then the epilogue pass.
+  Tensor scratch;
+  GemmProblem product = p;
+  if (p.accumulate) {
+    scratch = Tensor::empty(ctx.shared_from_this(), {(p.batch - 1) * p.stride_c + (p.m - 1) * p.ldc + p.n}, DType::F32);
+    product.c = scratch.data();
+  }
+  product.bias = nullptr;
+  product.activation = Activation::None;
+  product.pre_activation = nullptr;
+  product.accumulate = false;
+  run_cpu_product(product, ctx.cpu_gemm());
+  apply_cpu_epilogue(p, static_cast<const float*>(product.c));
+}
 
 Tensor matmul(const Tensor& a, const Tensor& b, const MatmulOptions& options) {
   a.check_alive("matmul: a");
@@ -81,17 +146,11 @@ Tensor matmul(const Tensor& a, const Tensor& b, const MatmulOptions& options) {
   p.stride_c = m * n;
 
   auto ctx = a.context();
-  ctx->stream().enqueue([a, b, out, p]() mutable {
+  enqueue_op(ctx, {a, b}, {out}, [a, b, out, p]() mutable {
     p.a = a.data();
     p.b = b.data();
     p.c = out.data();
-    if (out.device().is_cpu()) {
-      run_cpu_gemm(p, out.context()->cpu_gemm());
-    } else {
-#if R1V_WITH_CUDA
-      cuda::gemm(p, out.context()->stream().cuda_stream());
-#endif
-    }
+    run_gemm(*out.context(), p);
   });
   return out;
 }

@@ -9,6 +9,9 @@
 
 namespace r1v {
 
+// Elementwise activation applied in a GEMM's epilogue. Gelu is the exact (erf) form.
+enum class Activation { None, Gelu, Silu };
+
 struct MatmulOptions {
   bool trans_a = false;
   bool trans_b = false;
@@ -31,16 +34,32 @@ struct GemmProblem {
   bool trans_b = false;
   void* c = nullptr;
   int64_t ldc = 0, stride_c = 0;
+
+  // Epilogue, per output element (i, j) with acc = Σ_k op(A)[i,k]·op(B)[k,j] in f32:
+  //   z = acc + bias[j]              (bias: [N] in the dtype of C, or nullptr)
+  //   pre_activation[i, j] = z       (optional, same layout as C: what backward needs)
+  //   C[i, j] = act(z), or C[i, j] += act(z) when accumulate (gradient accumulation)
+  const void* bias = nullptr;
+  Activation activation = Activation::None;
+  void* pre_activation = nullptr;
+  bool accumulate = false;
 };
 
+// Runs p with the engine's backend (CPU: BLAS or built-in per ctx's setting; CUDA: cuBLASLt
+// when loaded, else the engine's kernels), epilogue included. Call from work running on
+// ctx's stream, with p's pointers set. Other ops (connector, linearTokenStats, the model)
+// use this for their products.
+void run_gemm(Context& ctx, const GemmProblem& p);
+
 namespace cpu {
-// f32 only; overwrites C. The engine's own blocked, vectorised kernel (threads from the
+// f32 only; computes the whole GemmProblem, epilogue included. The engine's own blocked, vectorised kernel (threads from the
 // global pool). Runs on any x86-64 or other CPU; picks AVX-512 / AVX2 at run time.
 void gemm_builtin(const GemmProblem& p);
 }  // namespace cpu
 
 namespace cuda {
-// f32, bf16, f16 (C in the same dtype, f32 accumulation); stream is a cudaStream_t.
+// f32, bf16, f16 (C in the same dtype, f32 accumulation), epilogue included; stream is a
+// cudaStream_t.
 void gemm(const GemmProblem& p, void* stream);
 }  // namespace cuda
 

@@ -8,7 +8,7 @@ Tensor randn(const std::shared_ptr<Context>& ctx, const Shape& shape, DType dtyp
   uint64_t key = seed ? *seed : ctx->seed();
   // The offset is its own counter word, so one step per call gives every call fresh numbers.
   uint64_t offset = seed ? 0 : ctx->next_rng_offset(1);
-  ctx->stream().enqueue([t, key, offset] {
+  enqueue_op(ctx, {}, {t}, [t, key, offset] {
     if (t.device().is_cpu()) {
       cpu::randn(t.data(), t.dtype(), t.numel(), key, offset);
     } else {

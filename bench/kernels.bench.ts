@@ -1,0 +1,91 @@
+// Kernel benchmarks: time, TFLOP/s or GB/s, and % of the hardware limit for every op of
+// the engine at the shapes that matter, on the CPU and on each CUDA device.
+//   npm run bench:kernels                       reduced CPU shapes (a 2-core machine finishes in minutes)
+//   R1V_BENCH_FULL=1 npm run bench:kernels      the full shapes on the CPU too
+//   npm run bench:kernels -- --only=attention   one op family (matmul, attention, connector, token_stats)
+//   npm run bench:kernels -- --save             also writes bench/results/kernels-<machine>-<date>.{json,md}
+import { execSync } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+
+import { buildInfo, devices, Engine } from '../lib/index.js';
+import { native } from '../lib/native.js';
+import { run as runAttention } from './kernels/attention.js';
+import { type BenchContext, type Ceilings, makeContext, type Row } from './kernels/common.js';
+import { run as runConnector } from './kernels/connector.js';
+import { run as runMatmul } from './kernels/matmul.js';
+import { run as runTokenStats } from './kernels/token_stats.js';
+
+const families: Record<string, (ctx: BenchContext) => Promise<void>> = {
+  matmul: runMatmul,
+  attention: runAttention,
+  connector: runConnector,
+  token_stats: runTokenStats,
+};
+const only = process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length);
+if (only && !families[only]) throw new Error(`--only=${only}: known families are ${Object.keys(families).join(', ')}`);
+const info = buildInfo();
+const cpu = devices()[0]!;
+const fullOnCpu = process.env.R1V_BENCH_FULL === '1';
+
+console.log(`r1v ${info.version} — CPU: ${cpu.name}, ${info.threads} threads, ISA ${info.cpuIsa}; BLAS: ${info.blas ?? 'none'}`);
+native().measureCpuPeakGflops(0.3);
+const cpuPeak = Math.max(...Array.from({ length: 4 }, () => native().measureCpuPeakGflops(0.3)));
+console.log(`measured fp32 FMA peak (all threads): ${cpuPeak.toFixed(1)} GFLOP/s`);
+
+// Nominal dense peaks of common data-centre GPUs (GFLOP/s, GB/s), for "% of limit".
+const GPU_CEILINGS: Array<[RegExp, Ceilings]> = [
+  [/H100/, { gflops: { f32: 67_000, bf16: 989_000, f16: 989_000 }, gbps: 3350, source: 'H100 SXM datasheet' }],
+  [/H200/, { gflops: { f32: 67_000, bf16: 989_000, f16: 989_000 }, gbps: 4800, source: 'H200 datasheet' }],
+  [/A100/, { gflops: { f32: 19_500, bf16: 312_000, f16: 312_000 }, gbps: 2039, source: 'A100 datasheet' }],
+];
+
+const rows: Row[] = [];
+const targets = [{ id: 'cpu', ceilings: { gflops: { f32: cpuPeak }, source: 'measured FMA peak' } as Ceilings, full: fullOnCpu }];
+for (const gpu of devices().filter((d) => d.kind === 'cuda')) {
+  const ceilings = GPU_CEILINGS.find(([pattern]) => pattern.test(gpu.name))?.[1] ?? { gflops: {}, source: 'unknown GPU' };
+  targets.push({ id: gpu.id, ceilings, full: true });
+}
+for (const target of targets) {
+  const engine = Engine.create({ device: target.id as 'cpu', seed: 1 });
+  const ctx = makeContext(engine, target.ceilings, target.full);
+  for (const [name, run] of Object.entries(families)) {
+    if (only && name !== only) continue;
+    console.log(`\n${target.id} — ${name}${target.full ? '' : ' (reduced shapes)'}`);
+    await run(ctx);
+  }
+  rows.push(...ctx.rows);
+  engine.dispose();
+}
+
+console.log();
+console.table(rows);
+
+if (process.argv.includes('--save')) {
+  const date = new Date().toISOString();
+  let commit = 'unknown';
+  try {
+    commit = execSync('git rev-parse --short HEAD', { encoding: 'utf8' }).trim();
+  } catch {}
+  const gpus = devices().filter((d) => d.kind === 'cuda').map((d) => d.name);
+  const machine = gpus.length ? gpus[0]!.replace(/[^A-Za-z0-9]+/g, '-') : `cpu-${cpus().length}core`;
+  const command = `${fullOnCpu ? 'R1V_BENCH_FULL=1 ' : ''}npm run bench:kernels -- --save${only ? ` --only=${only}` : ''}`;
+  const record = { date, commit, command, cpu: cpu.name, threads: info.threads, isa: info.cpuIsa, blas: info.blas, gpus, cpuPeakGflops: cpuPeak, rows };
+  const base = `bench/results/kernels-${machine}-${date.slice(0, 10)}`;
+  mkdirSync('bench/results', { recursive: true });
+  writeFileSync(`${base}.json`, JSON.stringify(record, null, 2) + '\n');
+  const table = [
+    `# Kernel benchmarks — ${date.slice(0, 10)}`,
+    '',
+    `- CPU: ${cpu.name}, ${info.threads} threads, ISA ${info.cpuIsa}; measured fp32 FMA peak ${cpuPeak.toFixed(1)} GFLOP/s`,
+    `- GPUs: ${gpus.join(', ') || 'none'}`,
+    `- commit ${commit}; command: \`${command}\``,
+    '',
+    '| device | op | dtype | shape | median ms | rate | % of limit | note |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- |',
+    ...rows.map((r) => `| ${r.device} | ${r.op} | ${r.dtype} | ${r.shape} | ${r.ms} | ${r.rate} ${r.unit} | ${r.ofLimit} | ${r.note ?? ''} |`),
+    '',
+  ].join('\n');
+  writeFileSync(`${base}.md`, table);
+  console.log(`saved ${base}.json and ${base}.md`);
+}

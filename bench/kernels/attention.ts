@@ -1,0 +1,6 @@
+// (being written) attention benchmarks.
+import type { BenchContext } from './common.js';
+
+export async function run(ctx: BenchContext): Promise<void> {
+  void ctx;
+}

@@ -1,0 +1,6 @@
+// (being written) token_stats benchmarks.
+import type { BenchContext } from './common.js';
+
+export async function run(ctx: BenchContext): Promise<void> {
+  void ctx;
+}

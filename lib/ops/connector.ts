@@ -1,0 +1,2 @@
+// (being written) connector ops.
+export {};

@@ -1,0 +1,2 @@
+// (being written) token_stats ops.
+export {};

@@ -1,0 +1,23 @@
+// Codes that CUDA kernels leave in Stream::device_error_word() when their input data is
+// invalid. Data on the device cannot be checked before launch without a round trip, so
+// kernels check it in place, write NaN where the bad element leads, and the next readback
+// or synchronize() raises the message below.
+#pragma once
+
+namespace r1v {
+
+enum DeviceErrorCode : int {
+  kDeviceErrorNone = 0,
+  kDeviceErrorTargetOutOfRange = 1,  // a target id outside [0, V) in tokenStats / linearTokenStats
+};
+
+inline const char* device_error_message(int code) {
+  switch (code) {
+    case kDeviceErrorTargetOutOfRange:
+      return "targets: a target id is outside [0, V) (found by the CUDA kernel; the affected outputs are NaN)";
+    default:
+      return "a CUDA kernel reported invalid input data";
+  }
+}
+
+}  // namespace r1v
