@@ -1,5 +1,6 @@
 #include "engine_handle.h"
 
+#include "../native/core/blas.h"
 #include "../native/ops/fill.h"
 #include "../native/ops/randn.h"
 #include "addon_data.h"
@@ -161,8 +162,10 @@ Napi::Value EngineHandle::set_cpu_gemm(const Napi::CallbackInfo& info) {
     backend = CpuGemmBackend::Auto;
   else if (name == "builtin")
     backend = CpuGemmBackend::Builtin;
-  else if (name == "blas")
+  else if (name == "blas" && blas())
     backend = CpuGemmBackend::Blas;
+  else if (name == "blas")
+    fail(ErrorCode::Argument, "setCpuGemm('blas'): no BLAS library could be loaded (see R1V_BLAS; buildInfo().blas is null)");
   else
     fail(ErrorCode::Argument, "backend '", name, "' must be 'auto', 'builtin' or 'blas'");
   live()->set_cpu_gemm(backend);
