@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 
-import { Engine, type FloatDType, ops, type Tensor } from '../lib/index.js';
+import { type DeviceId, Engine, type FloatDType, ops, type Tensor } from '../lib/index.js';
 import type { ConnectorParams } from '../lib/ops/connector.js';
 import { cudaAvailable, expectR1VError, randomArray, relativeError, rng } from './helpers.js';
 
@@ -188,7 +188,7 @@ const CASES: Dims[] = [
 ];
 const label = (d: Dims) => `[${d.B}, ${d.h}, ${d.w}, ${d.C}] H=${d.H}`;
 
-const devs = ['cpu', ...(cudaAvailable() ? ['cuda:0'] : [])];
+const devs: DeviceId[] = ['cpu', ...(cudaAvailable() ? (['cuda:0'] as const) : [])];
 
 for (const device of devs) {
   const tag = device === 'cpu' ? 'CPU' : `${device} @cuda`;
