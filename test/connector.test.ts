@@ -321,7 +321,7 @@ for (const device of devs) {
       expectR1VError(() => ops.connector(x, { ...p, w1: undefined as never }), 'ARGUMENT', /connector: p\.w1 must be a Tensor/);
       expectR1VError(() => ops.connector(x, null as never), 'ARGUMENT', /connector: p must be an object/);
       expectR1VError(() => ops.connector(x, { ...p, w3: x } as never), 'ARGUMENT', /unknown field 'w3'/);
-      for (const eps of [0, -1e-5, Number.NaN, Infinity]) {
+      for (const eps of [0, -1e-5, 1e-60, 1e300, Number.NaN, Infinity]) {
         expectR1VError(() => ops.connector(x, p, { eps }), 'ARGUMENT', /eps/);
         expectR1VError(() => ops.connectorBackward(x, p, dY, { eps }), 'ARGUMENT', /eps/);
       }

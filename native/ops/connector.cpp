@@ -38,8 +38,9 @@ ConnectorShape check_inputs(const char* op, const Tensor& x, const ConnectorPara
   check_shape(op, p.b1, "p.b1", {h});
   check_shape(op, p.w2, "p.w2", {h, h});
   check_shape(op, p.b2, "p.b2", {h});
-  if (!(o.eps > 0) || !std::isfinite(o.eps) || !std::isfinite(static_cast<float>(o.eps)))
-    fail(ErrorCode::Argument, op, ": eps must be a positive finite number, got ", o.eps);
+  const float eps = static_cast<float>(o.eps);  // the kernels add it in f32: it must survive the rounding
+  if (!(eps > 0) || !std::isfinite(eps))
+    fail(ErrorCode::Argument, op, ": eps must be a positive finite number (as f32), got ", o.eps);
 
   ConnectorShape s;
   s.dtype = x.dtype();
@@ -47,7 +48,7 @@ ConnectorShape check_inputs(const char* op, const Tensor& x, const ConnectorPara
   s.h = x.dim(1);
   s.w = x.dim(2);
   s.channels = c;
-  s.eps = static_cast<float>(o.eps);
+  s.eps = eps;
   *hidden = h;
   return s;
 }
