@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
-import { buildInfo, type DType, Engine, ops, type Tensor } from '../lib/index.js';
+import { buildInfo, Engine, type FloatDType, ops, type Tensor } from '../lib/index.js';
 import { type Activation, linearReference } from './fixtures/matmul-epilogue-reference.js';
 import {
   cudaAvailable, expectR1VError, matmulCaseError, matmulReference, randomArray, relativeError, rng,
@@ -139,7 +139,7 @@ const targets: Target[] = [
 const ACTIVATIONS: Activation[] = ['none', 'gelu', 'silu'];
 
 /** Uploads data as dtype and returns the tensor and the values it really holds (rounded for 16-bit types). */
-async function upload(e: Engine, data: Float32Array, shape: number[], dtype: DType): Promise<[Tensor, Float32Array]> {
+async function upload(e: Engine, data: Float32Array, shape: number[], dtype: FloatDType): Promise<[Tensor<FloatDType>, Float32Array]> {
   const t = e.tensor(data, shape, { dtype });
   return [t, (await t.toArray()) as Float32Array];
 }
