@@ -273,3 +273,25 @@ describe('matmul epilogue: bias and activation', () => {
     expectR1VError(() => ops.matmul(a, w, { transB: true, bais: e.randn([5]) } as never), 'ARGUMENT', /unknown option 'bais'/);
   });
 });
+
+describe('matmul GEMM backends', () => {
+  it('buildInfo reports the cuBLASLt it loaded: none without CUDA or with R1V_CUBLASLT=0', () => {
+    const info = buildInfo();
+    if (!info.cuda || process.env.R1V_CUBLASLT === '0') assert.equal(info.cublasLt, null);
+    else assert.ok(info.cublasLt === null || /libcublasLt\.so/.test(info.cublasLt), String(info.cublasLt));
+  });
+
+  // With cuBLASLt loaded the @cuda cases above run through it; this reruns them on the
+  // engine's own kernels (and their fused epilogue).
+  it('@cuda the engine\'s own kernels pass the same cases with R1V_CUBLASLT=0', function () {
+    if (!cudaAvailable() || buildInfo().cublasLt === null || process.env.R1V_CUBLASLT === '0') this.skip();
+    this.timeout(600_000);
+    const mocha = fileURLToPath(new URL('../node_modules/mocha/bin/mocha.js', import.meta.url));
+    const self = fileURLToPath(import.meta.url);
+    const result = spawnSync(process.execPath, ['--import', 'tsx', mocha, '--no-config', '--timeout', '300000', self, '--grep', '@cuda'], {
+      env: { ...process.env, R1V_CUBLASLT: '0' },
+      encoding: 'utf8',
+    });
+    assert.equal(result.status, 0, `${result.stdout}\n${result.stderr}`);
+  });
+});
