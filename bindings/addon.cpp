@@ -3,6 +3,7 @@
 #include <napi.h>
 
 #include "../native/core/blas.h"
+#include "../native/core/cublaslt.h"
 #include "../native/core/cpu_info.h"
 #include "../native/core/device.h"
 #include "../native/core/thread_pool.h"
@@ -69,6 +70,8 @@ Napi::Value build_info(const Napi::CallbackInfo& info) {
     o.Set("cudaArchitectures", cuda_architectures());
     const BlasLibrary* lib = blas();
     o.Set("blas", lib ? Napi::Value(Napi::String::New(env, lib->path)) : env.Null());
+    const cublaslt::Library* lt = cublaslt::library();
+    o.Set("cublasLt", lt ? Napi::Value(Napi::String::New(env, lt->path)) : env.Null());
     o.Set("cpuIsa", cpu_info().isa);
     o.Set("threads", ThreadPool::global().num_threads());
     return o;

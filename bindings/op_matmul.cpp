@@ -1,4 +1,4 @@
-// matmul(a, b, { transA?, transB? }?)
+// matmul(a, b, { transA?, transB?, bias?, activation? }?)
 #include "../native/ops/matmul.h"
 #include "args.h"
 #include "errors.h"
@@ -15,9 +15,20 @@ Napi::Value matmul(const Napi::CallbackInfo& info) {
   const Tensor& a = TensorHandle::unwrap(info[0], "matmul: a");
   const Tensor& b = TensorHandle::unwrap(info[1], "matmul: b");
   auto options = read_options(info.Length() > 2 ? info[2] : env.Undefined(), "matmul: options");
+  check_option_keys(options, {"transA", "transB", "bias", "activation"}, "matmul");
   MatmulOptions o;
   o.trans_a = read_bool_option(options, "transA", "matmul", false);
   o.trans_b = read_bool_option(options, "transB", "matmul", false);
+  if (auto bias = read_tensor_option(options, "bias", "matmul")) o.bias = *bias;
+  if (auto act = read_string_option(options, "activation", "matmul")) {
+    if (*act == "gelu") {
+      o.activation = Activation::Gelu;
+    } else if (*act == "silu") {
+      o.activation = Activation::Silu;
+    } else if (*act != "none") {
+      fail(ErrorCode::Argument, "matmul: activation must be 'none', 'gelu' or 'silu', got '", *act, "'");
+    }
+  }
   return TensorHandle::wrap(env, r1v::matmul(a, b, o));
 }
 

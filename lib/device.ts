@@ -25,7 +25,10 @@ export function devices(): DeviceInfo[] {
   return native().devices() as DeviceInfo[];
 }
 
-/** How the addon was built: CUDA or not (and for which architectures), the BLAS it loaded, the CPU ISA in use. */
+/**
+ * How the addon was built: CUDA or not (and for which architectures), the BLAS and cuBLASLt
+ * libraries it loaded at run time (or null), the CPU ISA in use.
+ */
 export function buildInfo() {
   return native().buildInfo();
 }

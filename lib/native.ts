@@ -56,6 +56,8 @@ export interface NativeBuildInfo {
   cuda: boolean;
   cudaArchitectures: string;
   blas: string | null;
+  /** The cuBLASLt library GEMMs on CUDA use, or null (no CUDA build, R1V_CUBLASLT=0, or not found). */
+  cublasLt: string | null;
   cpuIsa: string;
   threads: number;
 }

@@ -2,27 +2,34 @@
 
 #include <algorithm>
 #include <climits>
-#include <cmath>
+#include <mutex>
+#include <vector>
 
 #include "../core/blas.h"
 #include "../core/thread_pool.h"
-#include "fill.h"
+#include "op_checks.h"
 
 namespace r1v {
 
 namespace {
 
-// The product alone (no epilogue), overwriting C.
-void run_cpu_product(const GemmProblem& p, CpuGemmBackend backend) {
-  if (p.batch == 0 || p.m == 0 || p.n == 0) return;
+// Whether p goes to the built-in kernel rather than BLAS.
+bool uses_builtin(const GemmProblem& p, CpuGemmBackend backend) {
   const BlasLibrary* lib = backend == CpuGemmBackend::Builtin ? nullptr : blas();
   if (backend == CpuGemmBackend::Blas && !lib)
     fail(ErrorCode::Argument, "the CPU GEMM backend is 'blas' but no BLAS library could be loaded");
   bool fits_int = std::max({p.m, p.n, p.k, p.lda, p.ldb, p.ldc}) <= INT_MAX;
-  if (!lib || !fits_int || p.k == 0) {  // k == 0: BLAS would scale C (maybe NaN) by 0
+  return !lib || !fits_int || p.k == 0;  // k == 0: BLAS would scale C (maybe NaN) by 0
+}
+
+// p with the built-in kernel (epilogue included), or its product alone with BLAS.
+void run_cpu_product(const GemmProblem& p, CpuGemmBackend backend) {
+  if (p.batch == 0 || p.m == 0 || p.n == 0) return;
+  if (uses_builtin(p, backend)) {
     cpu::gemm_builtin(p);
     return;
   }
+  const BlasLibrary* lib = blas();
   static std::once_flag threads_set;
   std::call_once(threads_set, [] { blas_set_threads(ThreadPool::global().num_threads()); });
   for (int64_t i = 0; i < p.batch; ++i) {
@@ -33,40 +40,8 @@ void run_cpu_product(const GemmProblem& p, CpuGemmBackend backend) {
   }
 }
 
-float activate(Activation act, float z) {
-  switch (act) {
-    case Activation::None:
-      return z;
-    case Activation::Gelu:
-      return 0.5f * z * (1.f + std::erf(z * 0.70710678118654752f));
-    case Activation::Silu:
-      return z / (1.f + std::exp(-z));
-  }
-  return z;
-}
-
 bool has_epilogue(const GemmProblem& p) {
   return p.bias || p.activation != Activation::None || p.pre_activation || p.accumulate;
-}
-
-// CPU epilogue as a pass over the product held in `product` (laid out like C).
-void apply_cpu_epilogue(const GemmProblem& p, const float* product) {
-  const auto* bias = static_cast<const float*>(p.bias);
-  ThreadPool::global().parallel_for(p.batch * p.m, std::max<int64_t>(1, 65536 / std::max<int64_t>(p.n, 1)),
-                                    [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {
-      int64_t b = r / p.m, i = r % p.m;
-      const float* src = product + b * p.stride_c + i * p.ldc;
-      float* c = static_cast<float*>(p.c) + b * p.stride_c + i * p.ldc;
-      float* pre = p.pre_activation ? static_cast<float*>(p.pre_activation) + b * p.stride_c + i * p.ldc : nullptr;
-      for (int64_t j = 0; j < p.n; ++j) {
-        float z = src[j] + (bias ? bias[j] : 0.f);
-        if (pre) pre[j] = z;
-        float y = activate(p.activation, z);
-        c[j] = p.accumulate ? c[j] + y : y;
-      }
-    }
-  });
 }
 
 }  // namespace
@@ -75,27 +50,33 @@ void run_gemm(Context& ctx, const GemmProblem& p) {
   if (p.batch == 0 || p.m == 0 || p.n == 0) return;
   if (ctx.device().is_cuda()) {
 #if R1V_WITH_CUDA
-    cuda::gemm(p, ctx.stream().cuda_stream());
+    cuda::gemm(ctx, p);
 #endif
     return;
   }
-  if (!has_epilogue(p)) {
-    run_cpu_product(p, ctx.cpu_gemm());
+  if (!has_epilogue(p) || uses_builtin(p, ctx.cpu_gemm())) {
+    run_cpu_product(p, ctx.cpu_gemm());  // the built-in kernel fuses the epilogue
     return;
   }
-  // The product goes to scratch (or C itself when C is overwritten), then the epilogue pass.
+  // BLAS: the product goes to C when C is overwritten, else to pre_activation (which the
+  // epilogue overwrites anyway), else to scratch; then the epilogue pass.
   Tensor scratch;
   GemmProblem product = p;
   if (p.accumulate) {
-    scratch = Tensor::empty(ctx.shared_from_this(), {(p.batch - 1) * p.stride_c + (p.m - 1) * p.ldc + p.n}, DType::F32);
-    product.c = scratch.data();
+    if (p.pre_activation) {
+      product.c = p.pre_activation;
+    } else {
+      scratch = Tensor::empty(ctx.shared_from_this(), {(p.batch - 1) * p.stride_c + (p.m - 1) * p.ldc + p.n},
+                              DType::F32);
+      product.c = scratch.data();
+    }
   }
   product.bias = nullptr;
   product.activation = Activation::None;
   product.pre_activation = nullptr;
   product.accumulate = false;
   run_cpu_product(product, ctx.cpu_gemm());
-  apply_cpu_epilogue(p, static_cast<const float*>(product.c));
+  cpu::gemm_epilogue(p, static_cast<const float*>(product.c));
 }
 
 Tensor matmul(const Tensor& a, const Tensor& b, const MatmulOptions& options) {
@@ -126,6 +107,14 @@ Tensor matmul(const Tensor& a, const Tensor& b, const MatmulOptions& options) {
     fail(ErrorCode::Shape, "matmul: batch sizes differ: a ", shape_str(a.shape()), " and b ", shape_str(b.shape()));
   int64_t batch = std::max(batch_a, batch_b);
 
+  const Tensor& bias = options.bias;
+  if (bias.defined()) {
+    check_live("matmul", bias, "bias");
+    check_same_engine("matmul", bias, "bias", a, "a");
+    check_same_dtype("matmul", bias, "bias", a, "a");
+    check_shape("matmul", bias, "bias (one value per output column)", {n});
+  }
+
   bool batched = a.ndim() == 3 || b.ndim() == 3;
   Shape out_shape = batched ? Shape{batch, m, n} : Shape{m, n};
   Tensor out = Tensor::empty(a.context(), out_shape, a.dtype());
@@ -144,12 +133,16 @@ Tensor matmul(const Tensor& a, const Tensor& b, const MatmulOptions& options) {
   p.stride_a = batch_a == 1 ? 0 : a_rows * a_cols;
   p.stride_b = batch_b == 1 ? 0 : b_rows * b_cols;
   p.stride_c = m * n;
+  p.activation = options.activation;
 
   auto ctx = a.context();
-  enqueue_op(ctx, {a, b}, {out}, [a, b, out, p]() mutable {
+  std::vector<Tensor> inputs{a, b};
+  if (bias.defined()) inputs.push_back(bias);
+  enqueue_op(ctx, std::move(inputs), {out}, [a, b, bias, out, p]() mutable {
     p.a = a.data();
     p.b = b.data();
     p.c = out.data();
+    p.bias = bias.defined() ? bias.data() : nullptr;
     run_gemm(*out.context(), p);
   });
   return out;

@@ -1,7 +1,8 @@
-// matmul: C = op(A) · op(B), op = optional transpose of the last two dims.
+// matmul: C = act(op(A) · op(B) + bias), op = optional transpose of the last two dims.
 // 2-D [M,K]·[K,N] and batched 3-D; a batch of 1 (or a 2-D operand) is broadcast.
 // CPU: f32 (BLAS when loaded, else the built-in blocked kernel). CUDA: f32/bf16/f16
-// with f32 accumulation (the engine's own kernel; tensor cores for 16-bit types).
+// with f32 accumulation (cuBLASLt when loaded, else the engine's own kernels; tensor
+// cores for 16-bit types).
 #pragma once
 #include <cstdint>
 
@@ -15,6 +16,8 @@ enum class Activation { None, Gelu, Silu };
 struct MatmulOptions {
   bool trans_a = false;
   bool trans_b = false;
+  Tensor bias;  // [N], same dtype and engine as a; undefined for none
+  Activation activation = Activation::None;
 };
 
 // Validates, allocates the output and enqueues the work on the operands' stream.
@@ -52,15 +55,21 @@ struct GemmProblem {
 void run_gemm(Context& ctx, const GemmProblem& p);
 
 namespace cpu {
-// f32 only; computes the whole GemmProblem, epilogue included. The engine's own blocked, vectorised kernel (threads from the
+// f32 only; computes the whole GemmProblem, epilogue included (fused into the write-out
+// of the last k block). The engine's own blocked, vectorised kernel (threads from the
 // global pool). Runs on any x86-64 or other CPU; picks AVX-512 / AVX2 at run time.
 void gemm_builtin(const GemmProblem& p);
+
+// p's epilogue as a separate pass, for products computed elsewhere (BLAS): `product`
+// holds op(A)·op(B) laid out like C (it may be C or pre_activation itself).
+void gemm_epilogue(const GemmProblem& p, const float* product);
 }  // namespace cpu
 
 namespace cuda {
-// f32, bf16, f16 (C in the same dtype, f32 accumulation), epilogue included; stream is a
-// cudaStream_t.
-void gemm(const GemmProblem& p, void* stream);
+// f32, bf16, f16 (C in the same dtype, f32 accumulation), epilogue included. cuBLASLt
+// when it is loaded and takes the problem, else the engine's own kernels. Runs on ctx's
+// stream; workspace comes from ctx's allocator.
+void gemm(Context& ctx, const GemmProblem& p);
 }  // namespace cuda
 
 }  // namespace r1v

@@ -3,10 +3,13 @@
 // (contiguous, zero-padded, aligned), so the register-blocked micro-kernel streams both
 // with unit stride whatever the transposes and leading dimensions were. The micro-kernel
 // is chosen at run time (AVX-512, AVX2+FMA or portable C++) from cpu_info().isa; the
-// x86 paths are compiled with target attributes, so no -march flag is needed.
+// x86 paths are compiled with target attributes, so no -march flag is needed. The
+// epilogue (bias, pre-activation copy, activation, accumulate) runs on each tile as the
+// last k block writes it out, while the tile is still in registers / L1.
 #include "../../ops/matmul.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <new>
@@ -15,6 +18,7 @@
 #include "../../core/cpu_info.h"
 #include "../../core/error.h"
 #include "../../core/thread_pool.h"
+#include "vec_math.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -24,20 +28,125 @@ namespace r1v::cpu {
 
 namespace {
 
-// Computes the MR×NR tile C = (accumulate ? C : 0) + Ap·Bp over kc steps, where Ap is a
-// packed A micro-panel ([kc][MR]) and Bp holds NR consecutive floats per k step, steps
-// b_stride apart (NR for a packed panel, ldb when B is read in place). Only the top-left
-// m_valid × n_valid part of the tile is written.
-using MicroKernel = void (*)(int64_t kc, const float* a, const float* b, int64_t b_stride, float* c, int64_t ldc,
-                             bool accumulate, int m_valid, int n_valid);
+// ---- epilogue ----------------------------------------------------------------------
 
-// Adds (or stores) a full MR×NR tile held in `tile` into C's valid part.
+// The write-out of a finished tile (GemmProblem's epilogue), pointers at the tile's
+// top-left element: z = sum + bias[j]; pre[i,j] = z; C[i,j] = act(z), or += act(z).
+struct TileEpilogue {
+  const float* bias;  // nullptr: none
+  float* pre;         // nullptr: not kept; rows ldc apart, like C
+  float* c;
+  int64_t ldc;
+  Activation activation;
+  bool accumulate;
+};
+
+// The largest tile (AVX-512: 14×32); also the column chunk of the separate pass.
+constexpr int kMaxTileFloats = 14 * 32;
+
+constexpr float kSqrtHalf = 0.70710678118654752f;
+
+// −x² + ln(erfc(x)/t) for t = 1/(1 + x/2), x ≥ 0: the Chebyshev fit of Press et al.
+// (Numerical Recipes' erfcc), relative error of erfc below 1.2e-7 for every x ≥ 0.
+__attribute__((always_inline)) inline float erfc_exponent(float x, float t) {
+  float p = 0.17087277f;
+  p = std::fma(p, t, -0.82215223f);
+  p = std::fma(p, t, 1.48851587f);
+  p = std::fma(p, t, -1.13520398f);
+  p = std::fma(p, t, 0.27886807f);
+  p = std::fma(p, t, -0.18628806f);
+  p = std::fma(p, t, 0.09678418f);
+  p = std::fma(p, t, 0.37409196f);
+  p = std::fma(p, t, 1.00002368f);
+  p = std::fma(p, t, -1.26551223f);
+  return std::fma(-x, x, p);
+}
+
+// z[0:n] ← act(z) in place; w is n floats of scratch. GELU is z·Φ(z) with Φ taken from
+// erfc(|z|/√2) (not 1 + erf, which cancels for negative z, leaving no relative accuracy
+// in the tail). Inlined into per-ISA wrappers so the loops vectorise for each; the exps
+// use vec_math's vectorised exp.
+__attribute__((always_inline)) inline void activate_block(float* z, float* w, int64_t n, Activation act) {
+  if (act == Activation::Silu) {
+    exp_shifted_sum(z, w, n, -1.f, 0.f);  // w = exp(−z)
+    for (int64_t i = 0; i < n; ++i) z[i] = z[i] / (1.f + w[i]);
+  } else if (act == Activation::Gelu) {
+    for (int64_t i = 0; i < n; ++i) {
+      const float x = std::fabs(z[i]) * kSqrtHalf, t = 1.f / (1.f + 0.5f * x);
+      w[i] = erfc_exponent(x, t);
+    }
+    exp_shifted_sum(w, w, n, 1.f, 0.f);
+    for (int64_t i = 0; i < n; ++i) {
+      const float x = std::fabs(z[i]) * kSqrtHalf, t = 1.f / (1.f + 0.5f * x);
+      const float half_erfc = 0.5f * t * w[i];  // Φ(−|z|)
+      z[i] *= z[i] >= 0.f ? 1.f - half_erfc : half_erfc;
+    }
+  }
+}
+
+// Applies ep to a rows × cols tile of sums held in `tile` (rows ld apart, ld ≥ cols;
+// overwritten), first adding `partial` (rows ldp apart) when it is not null.
+__attribute__((always_inline)) inline void finish_tile_body(float* tile, int64_t ld, int rows, int cols,
+                                                            const float* partial, int64_t ldp,
+                                                            const TileEpilogue& ep) {
+  for (int r = 0; r < rows; ++r) {
+    float* z = tile + r * ld;
+    if (partial)
+      for (int j = 0; j < cols; ++j) z[j] += partial[r * ldp + j];
+    if (ep.bias)
+      for (int j = 0; j < cols; ++j) z[j] += ep.bias[j];
+    if (ep.pre) std::memcpy(ep.pre + r * ep.ldc, z, sizeof(float) * cols);
+  }
+  if (ep.activation != Activation::None) {
+    float scratch[kMaxTileFloats];
+    // Whole rows at once (columns past cols are finite sums of zero padding, or stale
+    // values of this tile; either way never stored).
+    activate_block(tile, scratch, (rows - 1) * ld + cols, ep.activation);
+  }
+  for (int r = 0; r < rows; ++r) {
+    const float* y = tile + r * ld;
+    float* c = ep.c + r * ep.ldc;
+    if (ep.accumulate) {
+      for (int j = 0; j < cols; ++j) c[j] += y[j];
+    } else {
+      std::memcpy(c, y, sizeof(float) * cols);
+    }
+  }
+}
+
+void finish_tile_generic(float* tile, int64_t ld, int rows, int cols, const float* partial, int64_t ldp,
+                         const TileEpilogue& ep) {
+  finish_tile_body(tile, ld, rows, cols, partial, ldp, ep);
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx2,fma"))) void finish_tile_avx2(float* tile, int64_t ld, int rows, int cols,
+                                                          const float* partial, int64_t ldp, const TileEpilogue& ep) {
+  finish_tile_body(tile, ld, rows, cols, partial, ldp, ep);
+}
+
+__attribute__((target("avx512f"))) void finish_tile_avx512(float* tile, int64_t ld, int rows, int cols,
+                                                           const float* partial, int64_t ldp,
+                                                           const TileEpilogue& ep) {
+  finish_tile_body(tile, ld, rows, cols, partial, ldp, ep);
+}
+#endif
+
+// Computes the MR×NR tile D = (add ? D : 0) + Ap·Bp over kc steps, where Ap is a packed
+// A micro-panel ([kc][MR]) and Bp holds NR consecutive floats per k step, steps b_stride
+// apart (NR for a packed panel, ldb when B is read in place). D (rows ldd apart) is C, or
+// where partial sums wait for the last k block. Only the top-left m_valid × n_valid part
+// is written. With ep (the last k block), the sums go through the epilogue to ep->c.
+using MicroKernel = void (*)(int64_t kc, const float* a, const float* b, int64_t b_stride, float* d, int64_t ldd,
+                             bool add, int m_valid, int n_valid, const TileEpilogue* ep);
+
+// Adds (or stores) a full MR×NR tile held in `tile` into D's valid part.
 template <int MR, int NR>
-inline void write_tile_part(const float* tile, float* c, int64_t ldc, bool accumulate, int m_valid, int n_valid) {
+inline void write_tile_part(const float* tile, float* d, int64_t ldd, bool add, int m_valid, int n_valid) {
   for (int r = 0; r < m_valid; ++r) {
-    float* row = c + r * ldc;
+    float* row = d + r * ldd;
     const float* t = tile + r * NR;
-    if (accumulate) {
+    if (add) {
       for (int j = 0; j < n_valid; ++j) row[j] += t[j];
     } else {
       for (int j = 0; j < n_valid; ++j) row[j] = t[j];
@@ -54,7 +163,7 @@ inline void write_tile_part(const float* tile, float* c, int64_t ldc, bool accum
 template <int MR>
 __attribute__((target("avx512f"))) void kernel_avx512(int64_t kc, const float* __restrict a, const float* __restrict b,
                                                       int64_t b_stride, float* c, int64_t ldc, bool accumulate,
-                                                      int m_valid, int n_valid) {
+                                                      int m_valid, int n_valid, const TileEpilogue* ep) {
   __m512 c0[MR], c1[MR];
 #pragma GCC unroll 16
   for (int r = 0; r < MR; ++r) {
@@ -82,6 +191,16 @@ __attribute__((target("avx512f"))) void kernel_avx512(int64_t kc, const float* _
     a += MR;
     b += b_stride;
   }
+  if (ep) {
+    alignas(64) float tile[MR * 32];
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; ++r) {
+      _mm512_store_ps(tile + r * 32, c0[r]);
+      _mm512_store_ps(tile + r * 32 + 16, c1[r]);
+    }
+    finish_tile_avx512(tile, 32, m_valid, n_valid, accumulate ? c : nullptr, ldc, *ep);
+    return;
+  }
   // Masks cover the valid columns; masked-off lanes are neither read nor written (and
   // cannot fault), so edge tiles need no staging buffer.
   const __mmask16 mask0 = n_valid >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n_valid) - 1u);
@@ -106,7 +225,8 @@ __attribute__((target("avx512f"))) void kernel_avx512(int64_t kc, const float* _
 // 6 rows × 16 columns = 12 ymm accumulators (of 16), the classic Haswell-class tile.
 __attribute__((target("avx2,fma"))) void kernel_avx2_6x16(int64_t kc, const float* __restrict a,
                                                           const float* __restrict b, int64_t b_stride, float* c,
-                                                          int64_t ldc, bool accumulate, int m_valid, int n_valid) {
+                                                          int64_t ldc, bool accumulate, int m_valid, int n_valid,
+                                                          const TileEpilogue* ep) {
   constexpr int MR = 6, NR = 16;
   __m256 c0[MR], c1[MR];
 #pragma GCC unroll 6
@@ -134,7 +254,7 @@ __attribute__((target("avx2,fma"))) void kernel_avx2_6x16(int64_t kc, const floa
     a += MR;
     b += b_stride;
   }
-  if (m_valid == MR && n_valid == NR) {
+  if (!ep && m_valid == MR && n_valid == NR) {
 #pragma GCC unroll 6
     for (int r = 0; r < MR; ++r) {
       float* row = c + r * ldc;
@@ -154,6 +274,10 @@ __attribute__((target("avx2,fma"))) void kernel_avx2_6x16(int64_t kc, const floa
     _mm256_store_ps(tile + r * NR, c0[r]);
     _mm256_store_ps(tile + r * NR + 8, c1[r]);
   }
+  if (ep) {
+    finish_tile_avx2(tile, NR, m_valid, n_valid, accumulate ? c : nullptr, ldc, *ep);
+    return;
+  }
   write_tile_part<MR, NR>(tile, c, ldc, accumulate, m_valid, n_valid);
 }
 
@@ -163,7 +287,7 @@ __attribute__((target("avx2,fma"))) void kernel_avx2_6x16(int64_t kc, const floa
 // vector registers of whatever the baseline ISA is (SSE2 on x86-64, NEON on AArch64).
 template <int MR, int NR>
 void kernel_generic(int64_t kc, const float* __restrict a, const float* __restrict b, int64_t b_stride, float* c,
-                    int64_t ldc, bool accumulate, int m_valid, int n_valid) {
+                    int64_t ldc, bool accumulate, int m_valid, int n_valid, const TileEpilogue* ep) {
   float acc[MR][NR] = {};
   for (int64_t k = 0; k < kc; ++k) {
     for (int r = 0; r < MR; ++r) {
@@ -173,12 +297,17 @@ void kernel_generic(int64_t kc, const float* __restrict a, const float* __restri
     a += MR;
     b += b_stride;
   }
+  if (ep) {
+    finish_tile_generic(&acc[0][0], NR, m_valid, n_valid, accumulate ? c : nullptr, ldc, *ep);
+    return;
+  }
   write_tile_part<MR, NR>(&acc[0][0], c, ldc, accumulate, m_valid, n_valid);
 }
 
 // ---- packing -----------------------------------------------------------------------
 
-// The operands as the blocked loops see them: op(A) is [M,K], op(B) is [K,N].
+// The operands as the blocked loops see them: op(A) is [M,K], op(B) is [K,N]; the
+// epilogue fields as in GemmProblem.
 struct Operands {
   const float* a;
   int64_t lda;
@@ -189,6 +318,10 @@ struct Operands {
   float* c;
   int64_t ldc;
   int64_t k;
+  const float* bias;
+  float* pre;
+  Activation activation;
+  bool accumulate;
 };
 
 // dst[k][w] = lines[w][k] for k < kc, w < W (0 for w >= valid): gathers W strided rows
@@ -418,6 +551,8 @@ class PackBuffer {
 thread_local PackBuffer packed_a_buffer;
 thread_local PackBuffer packed_b_buffer;
 
+thread_local PackBuffer partial_sum_buffer;
+
 int64_t round_up(int64_t x, int64_t unit) { return (x + unit - 1) / unit * unit; }
 
 // Splits `total` into equal blocks of at most `max_block` (rounded up to `unit`), so a
@@ -427,16 +562,69 @@ int64_t balanced_block(int64_t total, int64_t max_block, int64_t unit) {
   return std::min(max_block, round_up((total + blocks - 1) / blocks, unit));
 }
 
+enum class GemmIsa { Generic, Avx2, Avx512 };
+
+// Follows cpu_info().isa, the one place the path is decided.
+GemmIsa gemm_isa() {
+  static const GemmIsa isa = [] {
+    const std::string& name = cpu_info().isa;
+    if (name == "avx512") return GemmIsa::Avx512;
+    if (name == "avx2") return GemmIsa::Avx2;
+    return GemmIsa::Generic;
+  }();
+  return isa;
+}
+
+void finish_tile(float* tile, int64_t ld, int rows, int cols, const float* partial, int64_t ldp,
+                 const TileEpilogue& ep) {
+  switch (gemm_isa()) {
+#if defined(__x86_64__)
+    case GemmIsa::Avx512:
+      return finish_tile_avx512(tile, ld, rows, cols, partial, ldp, ep);
+    case GemmIsa::Avx2:
+      return finish_tile_avx2(tile, ld, rows, cols, partial, ldp, ep);
+#endif
+    default:
+      return finish_tile_generic(tile, ld, rows, cols, partial, ldp, ep);
+  }
+}
+
+// The epilogue of rows [m0, m1), columns [n0, n1) of C from `product` (laid out like C,
+// may alias C or pre), or from zeros when product is null, in row chunks of at most
+// kMaxTileFloats.
+void epilogue_rows(const Operands& op, const float* product, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+  float tile[kMaxTileFloats];
+  for (int64_t i = m0; i < m1; ++i) {
+    for (int64_t j = n0; j < n1; j += kMaxTileFloats) {
+      const int cols = static_cast<int>(std::min<int64_t>(kMaxTileFloats, n1 - j));
+      if (product) {
+        std::memcpy(tile, product + i * op.ldc + j, sizeof(float) * cols);
+      } else {
+        std::fill(tile, tile + cols, 0.0f);
+      }
+      const TileEpilogue ep{op.bias ? op.bias + j : nullptr, op.pre ? op.pre + i * op.ldc + j : nullptr,
+                            op.c + i * op.ldc + j, op.ldc, op.activation, op.accumulate};
+      finish_tile(tile, cols, 1, cols, nullptr, 0, ep);
+    }
+  }
+}
+
 // ---- blocked loops over one region of C ----------------------------------------------
 
-// C[m0:m1, n0:n1] = op(A)[m0:m1, :] · op(B)[:, n0:n1], serially on the calling thread.
+// C[m0:m1, n0:n1] = op(A)[m0:m1, :] · op(B)[:, n0:n1] with the epilogue, serially on the
+// calling thread.
 template <class Shape>
 void gemm_region(const Operands& op, MicroKernel kernel, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
   constexpr int MR = Shape::MR, NR = Shape::NR;
   const int64_t m = m1 - m0, n = n1 - n0, k = op.k;
   if (m <= 0 || n <= 0) return;
+  const bool has_epilogue = op.bias || op.pre || op.activation != Activation::None || op.accumulate;
   if (k == 0) {
-    for (int64_t i = m0; i < m1; ++i) std::fill(op.c + i * op.ldc + n0, op.c + i * op.ldc + n1, 0.0f);
+    if (has_epilogue) {
+      epilogue_rows(op, nullptr, m0, m1, n0, n1);
+    } else {
+      for (int64_t i = m0; i < m1; ++i) std::fill(op.c + i * op.ldc + n0, op.c + i * op.ldc + n1, 0.0f);
+    }
     return;
   }
   const int64_t kc_max = balanced_block(k, Shape::KC, 1);
@@ -449,12 +637,39 @@ void gemm_region(const Operands& op, MicroKernel kernel, int64_t m0, int64_t m1,
   float* packed_a = packed_a_buffer.get(round_up(mc_max, MR) * kc_max);
   float* packed_b = packed_b_buffer.get((b_in_place ? NR : round_up(nc_max, NR)) * kc_max);
 
+  // Where the sums of the k blocks before the last one wait (D of the micro-kernel). C
+  // itself, unless C must keep its old values for `accumulate`: then pre_activation
+  // (overwritten anyway); without it and without an activation, C + Σ + bias is the
+  // answer, so the first block adds to C and the epilogue stores; else (an activation
+  // and several k blocks) a per-thread buffer of nc_max columns.
+  float* partial = op.c;
+  int64_t ldp = op.ldc;
+  bool add_first = false, final_accumulate = op.accumulate, partial_in_buffer = false;
+  if (op.accumulate) {
+    if (op.pre) {
+      partial = op.pre;
+    } else if (op.activation == Activation::None) {
+      add_first = true;
+      final_accumulate = false;
+    } else if (kc_max < k) {
+      partial_in_buffer = true;
+      ldp = nc_max;
+      partial = partial_sum_buffer.get(m * nc_max);
+    }
+  }
+  // Pure accumulation (C += product) needs no epilogue: adding to C is what D does.
+  const bool use_epilogue = op.bias || op.pre || op.activation != Activation::None || final_accumulate;
+
   for (int64_t jc = n0; jc < n1; jc += nc_max) {
     const int64_t nc = std::min(nc_max, n1 - jc);
     const int64_t nc_whole_panels = nc / NR * NR;
+    auto partial_at = [&](int64_t row, int64_t col) {
+      return partial_in_buffer ? partial + (row - m0) * ldp + (col - jc) : partial + row * ldp + col;
+    };
     for (int64_t pc = 0; pc < k; pc += kc_max) {
       const int64_t kc = std::min(kc_max, k - pc);
-      const bool accumulate = pc > 0;  // the first k block overwrites C
+      const bool add = pc > 0 || add_first;  // the first k block overwrites D
+      const bool last = pc + kc >= k;
       if (!b_in_place) {
         pack_b<Shape>(op, pc, kc, jc, nc, packed_b);
       } else if (nc_whole_panels < nc) {
@@ -477,18 +692,24 @@ void gemm_region(const Operands& op, MicroKernel kernel, int64_t m0, int64_t m1,
           }
           for (int64_t ir = 0; ir < mc; ir += MR) {
             const int m_valid = static_cast<int>(std::min<int64_t>(MR, mc - ir));
-            // The next tile's C rows are ldc apart, beyond the hardware prefetchers'
+            const int64_t row = ic + ir, col = jc + jr;
+            // The next tile's D rows are ldp apart, beyond the hardware prefetchers'
             // reach; asking now hides their latency behind this tile's k loop.
             if (ir + MR < mc) {
-              const float* next = op.c + (ic + ir + MR) * op.ldc + jc + jr;
+              const float* next = partial_at(row + MR, col);
               const int next_rows = static_cast<int>(std::min<int64_t>(MR, mc - ir - MR));
               for (int r = 0; r < next_rows; ++r) {
-                __builtin_prefetch(next + r * op.ldc, 1, 3);
-                __builtin_prefetch(next + r * op.ldc + n_valid - 1, 1, 3);
+                __builtin_prefetch(next + r * ldp, 1, 3);
+                __builtin_prefetch(next + r * ldp + n_valid - 1, 1, 3);
               }
             }
-            kernel(kc, packed_a + ir * kc, b_panel, b_stride, op.c + (ic + ir) * op.ldc + jc + jr, op.ldc, accumulate,
-                   m_valid, n_valid);
+            TileEpilogue ep;
+            if (last && use_epilogue) {
+              ep = TileEpilogue{op.bias ? op.bias + col : nullptr, op.pre ? op.pre + row * op.ldc + col : nullptr,
+                                op.c + row * op.ldc + col, op.ldc, op.activation, final_accumulate};
+            }
+            kernel(kc, packed_a + ir * kc, b_panel, b_stride, partial_at(row, col), ldp, add, m_valid, n_valid,
+                   last && use_epilogue ? &ep : nullptr);
           }
         }
       }
@@ -529,6 +750,23 @@ Grid choose_grid(int pieces, int64_t m, int64_t n, int mr, int nr) {
   return best;
 }
 
+// Batch entry i of p.
+Operands operands_of(const GemmProblem& p, int64_t i) {
+  return Operands{static_cast<const float*>(p.a) + i * p.stride_a,
+                  p.lda,
+                  p.trans_a,
+                  static_cast<const float*>(p.b) + i * p.stride_b,
+                  p.ldb,
+                  p.trans_b,
+                  static_cast<float*>(p.c) + i * p.stride_c,
+                  p.ldc,
+                  p.k,
+                  static_cast<const float*>(p.bias),
+                  p.pre_activation ? static_cast<float*>(p.pre_activation) + i * p.stride_c : nullptr,
+                  p.activation,
+                  p.accumulate};
+}
+
 template <class Shape>
 void gemm_batched(const GemmProblem& p, MicroKernel kernel) {
   constexpr int MR = Shape::MR, NR = Shape::NR;
@@ -555,10 +793,7 @@ void gemm_batched(const GemmProblem& p, MicroKernel kernel) {
       const int64_t m1 = std::min(p.m, m_tiles * (pr + 1) / grid.rows * MR);
       const int64_t n0 = std::min(p.n, n_tiles * pc / grid.cols * NR);
       const int64_t n1 = std::min(p.n, n_tiles * (pc + 1) / grid.cols * NR);
-      const Operands op{static_cast<const float*>(p.a) + i * p.stride_a, p.lda, p.trans_a,
-                        static_cast<const float*>(p.b) + i * p.stride_b, p.ldb, p.trans_b,
-                        static_cast<float*>(p.c) + i * p.stride_c,       p.ldc, p.k};
-      gemm_region<Shape>(op, kernel, m0, m1, n0, n1);
+      gemm_region<Shape>(operands_of(p, i), kernel, m0, m1, n0, n1);
     }
   };
   if (active == 1) {
@@ -566,19 +801,6 @@ void gemm_batched(const GemmProblem& p, MicroKernel kernel) {
   } else {
     pool.run(work);
   }
-}
-
-enum class GemmIsa { Generic, Avx2, Avx512 };
-
-// Follows cpu_info().isa, the one place the path is decided.
-GemmIsa gemm_isa() {
-  static const GemmIsa isa = [] {
-    const std::string& name = cpu_info().isa;
-    if (name == "avx512") return GemmIsa::Avx512;
-    if (name == "avx2") return GemmIsa::Avx2;
-    return GemmIsa::Generic;
-  }();
-  return isa;
 }
 
 }  // namespace
@@ -600,6 +822,19 @@ void gemm_builtin(const GemmProblem& p) {
       gemm_batched<GenericShape>(p, &kernel_generic<GenericShape::MR, GenericShape::NR>);
       return;
   }
+}
+
+void gemm_epilogue(const GemmProblem& p, const float* product) {
+  R1V_CHECK(p.dtype == DType::F32, DType, "gemm_epilogue: f32 only, got ", dtype_name(p.dtype));
+  if (p.batch == 0 || p.m == 0 || p.n == 0) return;
+  const int64_t rows_per_task = std::max<int64_t>(1, 65536 / p.n);
+  ThreadPool::global().parallel_for(p.batch * p.m, rows_per_task, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1;) {
+      const int64_t i = r / p.m, row = r % p.m, rows = std::min(r1 - r, p.m - row);
+      epilogue_rows(operands_of(p, i), product + i * p.stride_c, row, row + rows, 0, p.n);
+      r += rows;
+    }
+  });
 }
 
 }  // namespace r1v::cpu

@@ -1,4 +1,9 @@
-// CUDA GEMM: C_i = op(A_i) · op(B_i) for each batch index i, row-major, f32 accumulation.
+// CUDA GEMM: C_i = act(op(A_i) · op(B_i) + bias) for each batch index i, row-major, f32
+// accumulation, with GemmProblem's epilogue.
+// cuBLASLt when loaded (bias through its BIAS epilogue, accumulate through beta = 1,
+// GELU/SiLU and pre_activation through a small elementwise kernel afterwards: its own
+// GELU epilogue is the tanh approximation). Otherwise, or when it declines the problem,
+// the engine's kernels, which apply the whole epilogue as they store C:
 // f32: a shared-memory tiled SIMT kernel. bf16/f16: WMMA tensor cores (16×16×16).
 // Both stage tiles through shared memory with bounds-checked, zero-padded scalar loads,
 // so any sizes, leading dimensions and element-aligned pointers work. Each block loops
@@ -10,11 +15,18 @@
 #include <mma.h>
 
 #include <algorithm>
+#include <climits>
 #include <cstdint>
+#include <map>
+#include <mutex>
+#include <vector>
 
+#include "../../core/cublaslt.h"
 #include "../../core/dtype.h"
 #include "../../core/error.h"
+#include "../../core/tensor.h"
 #include "../../ops/matmul.h"
+#include "cuda_common.cuh"
 
 namespace r1v::cuda {
 
@@ -30,12 +42,38 @@ struct GemmArgs {
   int64_t ldb, stride_b;
   T* c;
   int64_t ldc, stride_c;
+  const T* bias;  // [n] or nullptr
+  T* pre;         // laid out like c, or nullptr
+  Activation activation;
+  bool accumulate;
 };
 
-// Output and zero padding of the 16-bit types (round to nearest even).
-__device__ __forceinline__ void store_value(__nv_bfloat16* p, float v) { *p = __float2bfloat16_rn(v); }
-__device__ __forceinline__ void store_value(__half* p, float v) { *p = __float2half_rn(v); }
+constexpr float kSqrtHalf = 0.70710678118654752f;
 
+// GELU as z·Φ(z) = ½z·erfc(−z/√2): accurate in the negative tail, where 1 + erf cancels.
+__device__ __forceinline__ float activate(float z, Activation act) {
+  switch (act) {
+    case Activation::Gelu:
+      return 0.5f * z * erfcf(-z * kSqrtHalf);
+    case Activation::Silu:
+      return z / (1.0f + expf(-z));
+    default:
+      return z;
+  }
+}
+
+// The epilogue of the output element at `offset` (in column col): z = acc + bias[col];
+// pre = z; C = act(z), or C += act(z).
+template <typename T>
+__device__ __forceinline__ void store_output(const GemmArgs<T>& p, int64_t offset, int64_t col, float acc) {
+  const float z = p.bias ? acc + to_float(p.bias[col]) : acc;
+  if (p.pre) p.pre[offset] = from_float<T>(z);
+  float y = activate(z, p.activation);
+  if (p.accumulate) y += to_float(p.c[offset]);
+  p.c[offset] = from_float<T>(y);
+}
+
+// Zero padding of the 16-bit types.
 __device__ __forceinline__ void zero_value(__nv_bfloat16* p) { *p = __ushort_as_bfloat16(0); }
 __device__ __forceinline__ void zero_value(__half* p) { *p = __ushort_as_half(0); }
 
@@ -72,7 +110,6 @@ __global__ void __launch_bounds__(kF32Threads) gemm_f32_kernel(GemmArgs<float> p
   for (int64_t batch = blockIdx.z; batch < p.batch; batch += gridDim.z) {
     const float* a = p.a + batch * p.stride_a;
     const float* b = p.b + batch * p.stride_b;
-    float* c = p.c + batch * p.stride_c;
     for (int64_t tile_m = blockIdx.y; tile_m < tiles_m; tile_m += gridDim.y) {
       for (int64_t tile_n = blockIdx.x; tile_n < tiles_n; tile_n += gridDim.x) {
         const int64_t row0 = tile_m * kF32Tile, col0 = tile_n * kF32Tile;
@@ -119,7 +156,7 @@ __global__ void __launch_bounds__(kF32Threads) gemm_f32_kernel(GemmArgs<float> p
 #pragma unroll
           for (int j = 0; j < 4; ++j) {
             const int64_t gc = col0 + tx + 16 * j;
-            if (gc < p.n) c[gr * p.ldc + gc] = acc[i][j];
+            if (gc < p.n) store_output(p, batch * p.stride_c + gr * p.ldc + gc, gc, acc[i][j]);
           }
         }
       }
@@ -164,7 +201,6 @@ __global__ void __launch_bounds__(kWmmaThreads) gemm_wmma_kernel(GemmArgs<T> p, 
   for (int64_t batch = blockIdx.z; batch < p.batch; batch += gridDim.z) {
     const T* a = p.a + batch * p.stride_a;
     const T* b = p.b + batch * p.stride_b;
-    T* c = p.c + batch * p.stride_c;
     for (int64_t tile_m = blockIdx.y; tile_m < tiles_m; tile_m += gridDim.y) {
       for (int64_t tile_n = blockIdx.x; tile_n < tiles_n; tile_n += gridDim.x) {
         const int64_t row0 = tile_m * kWmmaTile, col0 = tile_n * kWmmaTile;
@@ -227,7 +263,7 @@ __global__ void __launch_bounds__(kWmmaThreads) gemm_wmma_kernel(GemmArgs<T> p, 
         for (int e = tid; e < kWmmaTile * kWmmaTile; e += kWmmaThreads) {
           const int r = e / kWmmaTile, cc = e % kWmmaTile;
           const int64_t gr = row0 + r, gc = col0 + cc;
-          if (gr < p.m && gc < p.n) store_value(c + gr * p.ldc + gc, c_tile[r * kCLd + cc]);
+          if (gr < p.m && gc < p.n) store_output(p, batch * p.stride_c + gr * p.ldc + gc, gc, c_tile[r * kCLd + cc]);
         }
         __syncthreads();  // c_tile is overwritten by the next output tile
       }
@@ -258,7 +294,11 @@ GemmArgs<T> typed_args(const GemmProblem& p) {
                      p.stride_b,
                      static_cast<T*>(p.c),
                      p.ldc,
-                     p.stride_c};
+                     p.stride_c,
+                     static_cast<const T*>(p.bias),
+                     static_cast<T*>(p.pre_activation),
+                     p.activation,
+                     p.accumulate};
 }
 
 template <bool kTransA, bool kTransB>
@@ -304,9 +344,219 @@ struct LaunchF16 {
   static void run(const GemmProblem& p, cudaStream_t s) { launch_wmma<__half, kTransA, kTransB>(p, s); }
 };
 
+// ---------------------------------------------------------------------------------
+// cuBLASLt
+
+// C = act(z), or C += act(z), elementwise, where z (laid out like C; may be C itself) is
+// what cuBLASLt wrote, bias included.
+template <typename T>
+__global__ void activation_epilogue_kernel(int64_t batch, int64_t m, int64_t n, int64_t ldc, int64_t stride_c,
+                                           const T* z, T* c, Activation act, bool accumulate) {
+  const int64_t total = batch * m * n;
+  for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < total; e += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t j = e % n, row = e / n;
+    const int64_t offset = (row / m) * stride_c + (row % m) * ldc + j;
+    float y = activate(to_float(z[offset]), act);
+    if (accumulate) y += to_float(c[offset]);
+    c[offset] = from_float<T>(y);
+  }
+}
+
+template <typename T>
+void launch_activation_epilogue(const GemmProblem& p, const void* z, cudaStream_t stream) {
+  constexpr int kThreads = 256;
+  const int64_t total = p.batch * p.m * p.n;
+  const int64_t blocks = std::min<int64_t>((total + kThreads - 1) / kThreads, 1 << 20);  // the rest loop
+  activation_epilogue_kernel<T><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(
+      p.batch, p.m, p.n, p.ldc, p.stride_c, static_cast<const T*>(z), static_cast<T*>(p.c), p.activation,
+      p.accumulate);
+}
+
+// One cuBLASLt descriptor, destroyed with its library's destroy function.
+struct LtObject {
+  void* ptr = nullptr;
+  cublaslt::Status (*destroy)(void*) = nullptr;
+  explicit LtObject(cublaslt::Status (*destroy_fn)(void*)) : destroy(destroy_fn) {}
+  LtObject(const LtObject&) = delete;
+  LtObject& operator=(const LtObject&) = delete;
+  ~LtObject() {
+    if (ptr) destroy(ptr);
+  }
+};
+
+// The cuBLASLt handle of a device (created on first use, kept for the process); nullptr
+// when creation failed, and then the engine's kernels serve that device.
+void* lt_handle(const cublaslt::Library& lib, int device) {
+  static std::mutex mutex;
+  static std::map<int, void*> handles;
+  std::lock_guard<std::mutex> lock(mutex);
+  auto it = handles.find(device);
+  if (it != handles.end()) return it->second;
+  void* handle = nullptr;
+  if (lib.create(&handle) != cublaslt::kSuccess) handle = nullptr;
+  handles.emplace(device, handle);
+  return handle;
+}
+
+// A column-major cuBLASLt layout of `batch` rows × cols matrices, ld and stride apart.
+bool make_layout(const cublaslt::Library& lib, LtObject& layout, int32_t type, int64_t rows, int64_t cols, int64_t ld,
+                 int64_t batch, int64_t stride) {
+  const int32_t count = static_cast<int32_t>(batch);
+  return lib.layout_create(&layout.ptr, type, static_cast<uint64_t>(rows), static_cast<uint64_t>(cols), ld) ==
+             cublaslt::kSuccess &&
+         lib.layout_set_attribute(layout.ptr, cublaslt::kLayoutBatchCount, &count, sizeof(count)) ==
+             cublaslt::kSuccess &&
+         lib.layout_set_attribute(layout.ptr, cublaslt::kLayoutStridedBatchOffset, &stride, sizeof(stride)) ==
+             cublaslt::kSuccess;
+}
+
+// The alignment (bytes, at most 256) every row / column of every batch entry of a matrix
+// at ptr keeps.
+uint32_t alignment_of(const void* ptr, int64_t ld, int64_t stride, size_t element_size) {
+  const uint64_t bits = reinterpret_cast<uintptr_t>(ptr) | static_cast<uint64_t>(ld) * element_size |
+                        static_cast<uint64_t>(stride) * element_size | 256;
+  return static_cast<uint32_t>(bits & (~bits + 1));
+}
+
+constexpr uint64_t kMaxWorkspaceBytes = 32ull << 20;  // what NVIDIA suggests for Hopper
+
+// Picks the algorithm by cuBLASLt's heuristic, cached per problem shape and alignment;
+// false when cuBLASLt has none for it.
+bool find_algo(const cublaslt::Library& lib, void* handle, void* desc, void* first, void* second, void* out,
+               const std::vector<int64_t>& key, const uint32_t alignments[4], cublaslt::HeuristicResult& result) {
+  static std::mutex mutex;
+  static std::map<std::vector<int64_t>, std::pair<bool, cublaslt::HeuristicResult>> cache;
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    auto it = cache.find(key);
+    if (it != cache.end()) {
+      result = it->second.second;
+      return it->second.first;
+    }
+  }
+  LtObject pref(lib.preference_destroy);
+  bool found = lib.preference_create(&pref.ptr) == cublaslt::kSuccess &&
+               lib.preference_set_attribute(pref.ptr, cublaslt::kPrefMaxWorkspaceBytes, &kMaxWorkspaceBytes,
+                                            sizeof(kMaxWorkspaceBytes)) == cublaslt::kSuccess;
+  const int32_t alignment_attrs[4] = {cublaslt::kPrefMinAlignmentA, cublaslt::kPrefMinAlignmentB,
+                                      cublaslt::kPrefMinAlignmentC, cublaslt::kPrefMinAlignmentD};
+  for (int i = 0; i < 4 && found; ++i)
+    found = lib.preference_set_attribute(pref.ptr, alignment_attrs[i], &alignments[i], sizeof(uint32_t)) ==
+            cublaslt::kSuccess;
+  int returned = 0;
+  found = found &&
+          lib.algo_get_heuristic(handle, desc, first, second, out, out, pref.ptr, 1, &result, &returned) ==
+              cublaslt::kSuccess &&
+          returned > 0 && result.state == cublaslt::kSuccess;
+  std::lock_guard<std::mutex> lock(mutex);
+  cache.emplace(key, std::make_pair(found, result));
+  return found;
+}
+
+// Runs p with cuBLASLt; false when it is not loaded or declines p (nothing was launched
+// then, and the engine's kernels take p).
+bool gemm_cublaslt(Context& ctx, const GemmProblem& p, cudaStream_t stream) {
+  const cublaslt::Library* lib = cublaslt::library();
+  if (!lib) return false;
+  const bool activation = p.activation != Activation::None;
+  // Left to the engine's kernels: K = 0 (cuBLASLt would only scale C), sizes past int32,
+  // and C += act(z) without pre_activation (z would need a buffer of its own).
+  if (p.k == 0 || std::max({p.m, p.n, p.k, p.batch}) > INT_MAX) return false;
+  if (p.accumulate && activation && !p.pre_activation) return false;
+  int32_t type = 0;
+  switch (p.dtype) {
+    case DType::F32:
+      type = cublaslt::kDataR32F;
+      break;
+    case DType::BF16:
+      type = cublaslt::kDataR16BF;
+      break;
+    case DType::F16:
+      type = cublaslt::kDataR16F;
+      break;
+    default:
+      return false;
+  }
+  void* handle = lt_handle(*lib, ctx.device().index);
+  if (!handle) return false;
+
+  // cuBLASLt writes z = op(A)·op(B) + bias to pre_activation when it is kept, else to C;
+  // then a second pass makes C = act(z) (or C += act(z)) when anything is left to do.
+  // Without that pass, accumulate is beta = 1 on C.
+  const bool second_pass = activation || p.pre_activation;
+  void* d = p.pre_activation ? p.pre_activation : p.c;
+  const float alpha = 1.0f, beta = p.accumulate && !second_pass ? 1.0f : 0.0f;
+
+  // Row-major C = op(A)·op(B) is column-major Cᵀ = op(B)ᵀ·op(A)ᵀ: cuBLASLt's first
+  // operand is B, its second A, and D is Cᵀ, n × m with ld ldc. C's per-column bias is
+  // then one value per row of D, which is what the BIAS epilogue adds.
+  LtObject desc(lib->desc_destroy);
+  const int32_t op_first = p.trans_b ? cublaslt::kOpT : cublaslt::kOpN;
+  const int32_t op_second = p.trans_a ? cublaslt::kOpT : cublaslt::kOpN;
+  const uint32_t epilogue = p.bias ? cublaslt::kEpilogueBias : cublaslt::kEpilogueDefault;
+  auto set = [&](int32_t attr, const void* value, size_t size) {
+    return lib->desc_set_attribute(desc.ptr, attr, value, size) == cublaslt::kSuccess;
+  };
+  bool ok = lib->desc_create(&desc.ptr, cublaslt::kCompute32F, cublaslt::kDataR32F) == cublaslt::kSuccess &&
+            set(cublaslt::kDescTransA, &op_first, sizeof(op_first)) &&
+            set(cublaslt::kDescTransB, &op_second, sizeof(op_second)) &&
+            set(cublaslt::kDescEpilogue, &epilogue, sizeof(epilogue)) &&
+            (!p.bias || set(cublaslt::kDescBiasPointer, &p.bias, sizeof(p.bias)));
+  LtObject first(lib->layout_destroy), second(lib->layout_destroy), out(lib->layout_destroy);
+  ok = ok &&
+       make_layout(*lib, first, type, p.trans_b ? p.k : p.n, p.trans_b ? p.n : p.k, p.ldb, p.batch, p.stride_b) &&
+       make_layout(*lib, second, type, p.trans_a ? p.m : p.k, p.trans_a ? p.k : p.m, p.lda, p.batch, p.stride_a) &&
+       make_layout(*lib, out, type, p.n, p.m, p.ldc, p.batch, p.stride_c);
+  if (!ok) return false;
+
+  const size_t element = dtype_size(p.dtype);
+  const uint32_t alignments[4] = {alignment_of(p.b, p.ldb, p.stride_b, element),
+                                  alignment_of(p.a, p.lda, p.stride_a, element),
+                                  alignment_of(d, p.ldc, p.stride_c, element), alignment_of(d, p.ldc, p.stride_c, element)};
+  const std::vector<int64_t> key{ctx.device().index, static_cast<int64_t>(p.dtype), p.trans_a, p.trans_b, p.batch,
+                                 p.m, p.n, p.k, p.lda, p.ldb, p.ldc, p.stride_a, p.stride_b, p.stride_c,
+                                 static_cast<int64_t>(epilogue), p.bias ? alignment_of(p.bias, 0, 0, element) : 0,
+                                 beta != 0.0f, alignments[0], alignments[1], alignments[2]};
+  cublaslt::HeuristicResult algo;
+  if (!find_algo(*lib, handle, desc.ptr, first.ptr, second.ptr, out.ptr, key, alignments, algo)) return false;
+
+  // The allocator hands blocks out again in stream order, so the workspace may go back as
+  // soon as the work using it is queued.
+  void* workspace = algo.workspace_size ? ctx.allocator().allocate(algo.workspace_size) : nullptr;
+  const cublaslt::Status status = lib->matmul(handle, desc.ptr, &alpha, p.b, first.ptr, p.a, second.ptr, &beta, d,
+                                              out.ptr, d, out.ptr, &algo.algo, workspace, algo.workspace_size, stream);
+  if (workspace) ctx.allocator().deallocate(workspace, algo.workspace_size);
+  if (status != cublaslt::kSuccess) return false;
+  if (second_pass) {
+    switch (p.dtype) {
+      case DType::F32:
+        launch_activation_epilogue<float>(p, d, stream);
+        break;
+      case DType::BF16:
+        launch_activation_epilogue<__nv_bfloat16>(p, d, stream);
+        break;
+      default:
+        launch_activation_epilogue<__half>(p, d, stream);
+        break;
+    }
+  }
+  return true;
+}
+
+// A batch over row-major A with one B shared by all (x·W for x [B,T,in]) is a single
+// product with B·M rows when A's and C's entries follow one another row after row.
+GemmProblem fold_shared_b_batch(GemmProblem p) {
+  if (p.batch > 1 && p.stride_b == 0 && !p.trans_a && p.stride_a == p.m * p.lda && p.stride_c == p.m * p.ldc) {
+    p.m *= p.batch;
+    p.batch = 1;
+    p.stride_a = p.stride_c = 0;
+  }
+  return p;
+}
+
 }  // namespace
 
-void gemm(const GemmProblem& p, void* stream) {
+void gemm(Context& ctx, const GemmProblem& p) {
   R1V_CHECK(p.batch >= 0 && p.m >= 0 && p.n >= 0 && p.k >= 0, Argument, "gemm: negative size (batch ", p.batch, ", m ",
             p.m, ", n ", p.n, ", k ", p.k, ")");
   if (p.batch == 0 || p.m == 0 || p.n == 0) return;
@@ -315,16 +565,22 @@ void gemm(const GemmProblem& p, void* stream) {
             "gemm: leading dimension too small (lda ", p.lda, ", ldb ", p.ldb, ", ldc ", p.ldc, ")");
   R1V_CHECK(p.stride_a >= 0 && p.stride_b >= 0 && p.stride_c >= 0, Argument, "gemm: negative batch stride");
 
-  cudaStream_t s = static_cast<cudaStream_t>(stream);
+  const GemmProblem folded = fold_shared_b_batch(p);
+  cudaStream_t s = static_cast<cudaStream_t>(ctx.stream().cuda_stream());
+  if (gemm_cublaslt(ctx, folded, s)) {
+    cudaError_t err = cudaGetLastError();
+    if (err != cudaSuccess) fail(ErrorCode::Cuda, "gemm epilogue launch failed: ", cudaGetErrorString(err));
+    return;
+  }
   switch (p.dtype) {
     case DType::F32:
-      dispatch_trans<LaunchF32>(p, s);
+      dispatch_trans<LaunchF32>(folded, s);
       break;
     case DType::BF16:
-      dispatch_trans<LaunchBF16>(p, s);
+      dispatch_trans<LaunchBF16>(folded, s);
       break;
     case DType::F16:
-      dispatch_trans<LaunchF16>(p, s);
+      dispatch_trans<LaunchF16>(folded, s);
       break;
     default:
       fail(ErrorCode::DType, "gemm: unsupported dtype ", dtype_name(p.dtype), " on CUDA");
