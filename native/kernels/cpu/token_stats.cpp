@@ -16,9 +16,16 @@ namespace {
 constexpr float kInf = std::numeric_limits<float>::infinity();
 constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
 
+// The plain loops below are compiled for AVX-512, AVX2 and baseline x86-64, picked at load time.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define R1V_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define R1V_VECTOR_CLONES
+#endif
+
 // Σ_j y_j·(z_j·inv_t − shift) over the j with y_j > 0 (a masked −inf logit has y_j = 0 and
 // must add 0, not 0·−inf). Eight partial sums so that the loop vectorises.
-float shifted_moment(const float* y, const float* z, int64_t n, float inv_t, float shift) {
+R1V_VECTOR_CLONES float shifted_moment(const float* y, const float* z, int64_t n, float inv_t, float shift) {
   constexpr int kLanes = 8;
   float acc[kLanes] = {};
   int64_t j = 0;
@@ -32,6 +39,16 @@ float shifted_moment(const float* y, const float* z, int64_t n, float inv_t, flo
   for (; j < n; ++j) total += y[j] > 0.f ? y[j] * (z[j] * inv_t - shift) : 0.f;
   for (float a : acc) total += a;
   return total;
+}
+
+// dz_j = −p_j·(dl + de·(log p_j + H)), log p_j = z_j·inv_t − lse; p_j = 0 (masked or
+// underflowed) contributes nothing.
+R1V_VECTOR_CLONES void gradient_row(const float* p, const float* z, float* dz, int64_t n, float inv_t, float lse,
+                                    float h, float dl, float de) {
+  for (int64_t j = 0; j < n; ++j) {
+    float pj = p[j];
+    dz[j] = pj > 0.f ? -pj * (dl + de * (z[j] * inv_t - lse + h)) : 0.f;
+  }
 }
 
 // Merges one chunk's statistics (cm, cs, ca) into a row's running ones. sum == 0 means no
@@ -111,11 +128,7 @@ void token_stats_gradient(const LogitsChunk& c, const RowStats& st, const float*
       float lse = st.max[r] + log_sum, h = log_sum - st.moment[r] / st.sum[r];
       float dl = d_logprobs[r] * inv_t, de = d_entropy[r] * inv_t;
       exp_shifted_sum(z, p, c.cols, inv_t, lse);  // p_j = softmax(u)_j
-      for (int64_t j = 0; j < c.cols; ++j) {
-        float pj = p[j];
-        // −dl·p − de·p·(log p + H); p = 0 (masked or underflowed) contributes nothing.
-        dz[j] = pj > 0.f ? -pj * (dl + de * (z[j] * inv_t - lse + h)) : 0.f;
-      }
+      gradient_row(p, z, dz, c.cols, inv_t, lse, h, dl, de);
       int64_t t = c.targets[r] - c.col0;
       if (t >= 0 && t < c.cols) dz[t] += dl;
     }
