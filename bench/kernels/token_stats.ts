@@ -11,7 +11,7 @@ const BYTES: Record<FloatDType, number> = { f32: 4, bf16: 2, f16: 2 };
 function targetsFor(ctx: BenchContext, n: number, v: number) {
   const ids = new Int32Array(n);
   for (let i = 0; i < n; i++) ids[i] = (i * 7919) % v;
-  return ctx.engine.tensor(ids, [n]);
+  return ctx.engine.tensor<'i32'>(ids, [n]);
 }
 
 async function benchTokenStats(ctx: BenchContext, n: number, v: number, dtype: FloatDType): Promise<void> {

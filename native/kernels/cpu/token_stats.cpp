@@ -42,12 +42,12 @@ R1V_VECTOR_CLONES float shifted_moment(const float* y, const float* z, int64_t n
 }
 
 // dz_j = −p_j·(dl + de·(log p_j + H)), log p_j = z_j·inv_t − lse; p_j = 0 (masked or
-// underflowed) contributes nothing.
+// underflowed) contributes nothing, NaN stays NaN.
 R1V_VECTOR_CLONES void gradient_row(const float* p, const float* z, float* dz, int64_t n, float inv_t, float lse,
                                     float h, float dl, float de) {
   for (int64_t j = 0; j < n; ++j) {
     float pj = p[j];
-    dz[j] = pj > 0.f ? -pj * (dl + de * (z[j] * inv_t - lse + h)) : 0.f;
+    dz[j] = pj == 0.f ? 0.f : -pj * (dl + de * (z[j] * inv_t - lse + h));
   }
 }
 

@@ -166,7 +166,7 @@ __global__ void finish_kernel(int64_t rows, RowStats stats, const int32_t* __res
 __device__ __forceinline__ float logit_gradient(float u, float lse, float h, float dl, float de) {
   const float log_p = u - lse;
   const float p = __expf(log_p);
-  return p > 0.f ? -p * fmaf(de, log_p + h, dl) : 0.f;
+  return p == 0.f ? 0.f : -p * fmaf(de, log_p + h, dl);  // masked: 0; NaN stays NaN
 }
 
 template <typename T>
@@ -231,10 +231,16 @@ void with_dtype(DType dtype, const char* op, Fn&& fn) {
   }
 }
 
+// One block per row: the grid's x dimension holds at most 2^31 − 1 blocks.
+void check_grid_rows(int64_t rows, const char* op) {
+  if (rows > 2147483647) fail(ErrorCode::Shape, op, ": ", rows, " rows exceed the CUDA grid (2^31 - 1)");
+}
+
 }  // namespace
 
 void token_stats_fold(const LogitsChunk& c, const RowStats& stats, void* stream) {
   if (c.rows == 0) return;
+  check_grid_rows(c.rows, "tokenStats");
   with_dtype(c.dtype, "tokenStats", [&](auto tag) {
     using T = decltype(tag);
     fold_kernel<T><<<static_cast<unsigned>(c.rows), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
@@ -255,6 +261,7 @@ void token_stats_finish(int64_t rows, const RowStats& stats, const int32_t* targ
 void token_stats_gradient(const LogitsChunk& c, const RowStats& stats, const float* d_logprobs,
                           const float* d_entropy, void* d_logits, int* error_word, void* stream) {
   if (c.rows == 0) return;
+  check_grid_rows(c.rows, "tokenStatsBackward");
   with_dtype(c.dtype, "tokenStatsBackward", [&](auto tag) {
     using T = decltype(tag);
     gradient_kernel<T><<<static_cast<unsigned>(c.rows), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
