@@ -122,7 +122,16 @@ __global__ void __launch_bounds__(kThreads)
     float u[1] = {to_float(row[j]) * inv_t};
     add_values(st, u);
   }
-  for (int64_t i = threadIdx.x; i < vectors; i += kThreads) {
+  // Two loads in flight per thread before the dependent exp/sum chain.
+  int64_t i = threadIdx.x;
+  for (; i + kThreads < vectors; i += 2 * kThreads) {
+    float u0[V::kCount], u1[V::kCount];
+    V::load(row + head + i * V::kCount, inv_t, u0);
+    V::load(row + head + (i + kThreads) * V::kCount, inv_t, u1);
+    add_values(st, u0);
+    add_values(st, u1);
+  }
+  if (i < vectors) {
     float u[V::kCount];
     V::load(row + head + i * V::kCount, inv_t, u);
     add_values(st, u);
