@@ -1,0 +1,432 @@
+// CPU attention, flash-style: per (sequence, head, query tile) the keys are visited in
+// blocks; scores of one tile × block live in a small buffer, never the whole Sq×Sk matrix.
+// Every product is a "block product" C (+)= α·A·B with B row-major, computed by
+// register-blocked AVX-512 / AVX2 micro-kernels (portable loops elsewhere); the row passes
+// (max, exp, sums) use vec_math.
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "../../core/cpu_info.h"
+#include "../../core/thread_pool.h"
+#include "../../ops/attention.h"
+#include "vec_math.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+namespace r1v::cpu {
+
+namespace {
+
+constexpr int64_t kTileQ = 64;    // query rows per tile
+constexpr int64_t kBlockK = 128;  // keys per block
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+
+int64_t round_up16(int64_t n) { return (n + 15) / 16 * 16; }
+
+// The operands of one block product C[m, n] (+)= alpha · Σ_k A(r, k) · B[k, c]:
+// A(r, k) = a[r·a_rs + k·a_ks] (so A or Aᵀ may be stored row-major), B[k, c] = b[k·ldb + c],
+// C[r, c] = c[r·ldc + c]. n is a multiple of 8 (a head dim, or a block padded to 16).
+struct BlockProduct {
+  int64_t m, n, k;
+  const float* a;
+  int64_t a_rs, a_ks;
+  const float* b;
+  int64_t ldb;
+  float* c;
+  int64_t ldc;
+  float alpha;
+  bool accumulate;
+};
+
+#if defined(__x86_64__)
+
+// R rows × NV zmm columns of C in registers (24 accumulators for 6 × 4); per k step NV
+// loads of B and R broadcasts of A feed R·NV FMAs. The last vector is masked (n tails).
+template <int R, int NV>
+__attribute__((target("avx512f"))) void tile_avx512(const BlockProduct& p, int64_t r0, int64_t c0, __mmask16 last) {
+  __m512 acc[R][NV];
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_setzero_ps();
+  const float* a = p.a + r0 * p.a_rs;
+  const float* b = p.b + c0;
+  for (int64_t k = 0; k < p.k; ++k) {
+    __m512 bv[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v)
+      bv[v] = v == NV - 1 ? _mm512_maskz_loadu_ps(last, b + 16 * v) : _mm512_loadu_ps(b + 16 * v);
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      const __m512 ar = _mm512_set1_ps(a[r * p.a_rs]);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_fmadd_ps(ar, bv[v], acc[r][v]);
+    }
+    a += p.a_ks;
+    b += p.ldb;
+  }
+  const __m512 alpha = _mm512_set1_ps(p.alpha);
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) {
+    float* row = p.c + (r0 + r) * p.ldc + c0;
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+      __mmask16 mask = v == NV - 1 ? last : __mmask16(0xFFFF);
+      __m512 x = _mm512_mul_ps(alpha, acc[r][v]);
+      if (p.accumulate) x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(mask, row + 16 * v));
+      _mm512_mask_storeu_ps(row + 16 * v, mask, x);
+    }
+  }
+}
+
+template <int R>
+__attribute__((target("avx512f"))) void tile_avx512_cols(const BlockProduct& p, int64_t r0, int64_t c0, int nv,
+                                                         __mmask16 last) {
+  switch (nv) {
+    case 1: return tile_avx512<R, 1>(p, r0, c0, last);
+    case 2: return tile_avx512<R, 2>(p, r0, c0, last);
+    case 3: return tile_avx512<R, 3>(p, r0, c0, last);
+    default: return tile_avx512<R, 4>(p, r0, c0, last);
+  }
+}
+
+__attribute__((target("avx512f"))) void block_product_avx512(const BlockProduct& p) {
+  constexpr int64_t kRows = 6, kCols = 64;
+  for (int64_t c0 = 0; c0 < p.n; c0 += kCols) {
+    int64_t cols = std::min(kCols, p.n - c0);
+    int nv = static_cast<int>((cols + 15) / 16);
+    int64_t tail = cols - 16 * (nv - 1);
+    __mmask16 last = tail == 16 ? __mmask16(0xFFFF) : __mmask16((1u << tail) - 1u);
+    for (int64_t r0 = 0; r0 < p.m; r0 += kRows) {
+      switch (std::min(kRows, p.m - r0)) {
+        case 1: tile_avx512_cols<1>(p, r0, c0, nv, last); break;
+        case 2: tile_avx512_cols<2>(p, r0, c0, nv, last); break;
+        case 3: tile_avx512_cols<3>(p, r0, c0, nv, last); break;
+        case 4: tile_avx512_cols<4>(p, r0, c0, nv, last); break;
+        case 5: tile_avx512_cols<5>(p, r0, c0, nv, last); break;
+        default: tile_avx512_cols<6>(p, r0, c0, nv, last); break;
+      }
+    }
+  }
+}
+
+// R rows × NV ymm columns (12 accumulators for 4 × 3 of the 16 registers). n % 8 == 0.
+template <int R, int NV>
+__attribute__((target("avx2,fma"))) void tile_avx2(const BlockProduct& p, int64_t r0, int64_t c0) {
+  __m256 acc[R][NV];
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 3
+    for (int v = 0; v < NV; ++v) acc[r][v] = _mm256_setzero_ps();
+  const float* a = p.a + r0 * p.a_rs;
+  const float* b = p.b + c0;
+  for (int64_t k = 0; k < p.k; ++k) {
+    __m256 bv[NV];
+#pragma GCC unroll 3
+    for (int v = 0; v < NV; ++v) bv[v] = _mm256_loadu_ps(b + 8 * v);
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      const __m256 ar = _mm256_broadcast_ss(a + r * p.a_rs);
+#pragma GCC unroll 3
+      for (int v = 0; v < NV; ++v) acc[r][v] = _mm256_fmadd_ps(ar, bv[v], acc[r][v]);
+    }
+    a += p.a_ks;
+    b += p.ldb;
+  }
+  const __m256 alpha = _mm256_set1_ps(p.alpha);
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) {
+    float* row = p.c + (r0 + r) * p.ldc + c0;
+#pragma GCC unroll 3
+    for (int v = 0; v < NV; ++v) {
+      __m256 x = _mm256_mul_ps(alpha, acc[r][v]);
+      if (p.accumulate) x = _mm256_add_ps(x, _mm256_loadu_ps(row + 8 * v));
+      _mm256_storeu_ps(row + 8 * v, x);
+    }
+  }
+}
+
+template <int R>
+__attribute__((target("avx2,fma"))) void tile_avx2_cols(const BlockProduct& p, int64_t r0, int64_t c0, int nv) {
+  switch (nv) {
+    case 1: return tile_avx2<R, 1>(p, r0, c0);
+    case 2: return tile_avx2<R, 2>(p, r0, c0);
+    default: return tile_avx2<R, 3>(p, r0, c0);
+  }
+}
+
+__attribute__((target("avx2,fma"))) void block_product_avx2(const BlockProduct& p) {
+  constexpr int64_t kRows = 4, kCols = 24;
+  for (int64_t c0 = 0; c0 < p.n; c0 += kCols) {
+    int nv = static_cast<int>(std::min(kCols, p.n - c0) / 8);
+    for (int64_t r0 = 0; r0 < p.m; r0 += kRows) {
+      switch (std::min(kRows, p.m - r0)) {
+        case 1: tile_avx2_cols<1>(p, r0, c0, nv); break;
+        case 2: tile_avx2_cols<2>(p, r0, c0, nv); break;
+        case 3: tile_avx2_cols<3>(p, r0, c0, nv); break;
+        default: tile_avx2_cols<4>(p, r0, c0, nv); break;
+      }
+    }
+  }
+}
+
+#endif  // __x86_64__
+
+void block_product_generic(const BlockProduct& p) {
+  float row[256];  // n ≤ max(head dim, padded key block) ≤ 256
+  for (int64_t r = 0; r < p.m; ++r) {
+    std::fill(row, row + p.n, 0.f);
+    for (int64_t k = 0; k < p.k; ++k) {
+      float a = p.a[r * p.a_rs + k * p.a_ks];
+      const float* b = p.b + k * p.ldb;
+      for (int64_t c = 0; c < p.n; ++c) row[c] += a * b[c];
+    }
+    float* out = p.c + r * p.ldc;
+    for (int64_t c = 0; c < p.n; ++c) out[c] = p.alpha * row[c] + (p.accumulate ? out[c] : 0.f);
+  }
+}
+
+enum class Isa { Avx512, Avx2, Generic };
+
+Isa isa() {
+  static const Isa value = [] {
+    const std::string& name = cpu_info().isa;
+    return name == "avx512" ? Isa::Avx512 : name == "avx2" ? Isa::Avx2 : Isa::Generic;
+  }();
+  return value;
+}
+
+void block_product(const BlockProduct& p) {
+  if (p.m == 0 || p.n == 0) return;
+#if defined(__x86_64__)
+  if (isa() == Isa::Avx512) return block_product_avx512(p);
+  if (isa() == Isa::Avx2) return block_product_avx2(p);
+#endif
+  block_product_generic(p);
+}
+
+// Keys [j0, j0 + n) of one kv head, rows `ld` apart, transposed into dst[d·ld_dst + j]
+// (ld_dst = n rounded up to 16; the padding columns are zero).
+void pack_transposed(const float* src, int64_t ld, int64_t n, int64_t head_dim, float* dst, int64_t ld_dst) {
+  for (int64_t d = 0; d < head_dim; ++d) std::fill(dst + d * ld_dst + n, dst + (d + 1) * ld_dst, 0.f);
+  for (int64_t j = 0; j < n; ++j) {
+    const float* row = src + j * ld;
+    for (int64_t d = 0; d < head_dim; ++d) dst[d * ld_dst + j] = row[d];
+  }
+}
+
+// The problem's sequences: sequence b's rows, and how many keys query i of it may see.
+struct Sequences {
+  const AttentionProblem& p;
+  int64_t q_begin(int64_t b) const { return p.cu_q[b]; }
+  int64_t k_begin(int64_t b) const { return p.cu_k[b]; }
+  int64_t len_q(int64_t b) const { return p.cu_q[b + 1] - p.cu_q[b]; }
+  int64_t len_k(int64_t b) const { return p.cu_k[b + 1] - p.cu_k[b]; }
+  // Number of keys (a prefix of the sequence's keys) visible to query i.
+  int64_t visible(int64_t b, int64_t i) const {
+    int64_t sk = len_k(b);
+    return p.causal ? std::clamp<int64_t>(i + sk - len_q(b) + 1, 0, sk) : sk;
+  }
+  float* lse_row(float* base, int64_t b, int64_t h) const {
+    return base + b * p.lse_stride_b + h * p.lse_stride_h + (p.lse_packed ? p.cu_q[b] : 0);
+  }
+};
+
+// Hands out items [0, n) one at a time, in order, to the pool's threads (callers order
+// them by falling cost, so the expensive ones start first). Each thread makes its scratch
+// once with make_scratch() and calls fn(item, scratch).
+template <typename MakeScratch, typename Fn>
+void for_each_item(int64_t n, const MakeScratch& make_scratch, const Fn& fn) {
+  std::atomic<int64_t> next{0};
+  ThreadPool::global().run([&](int, int) {
+    auto scratch = make_scratch();
+    for (int64_t item; (item = next.fetch_add(1)) < n;) fn(item, scratch);
+  });
+}
+
+struct ForwardScratch {
+  std::vector<float> kt, s, acc, row_max, row_sum;  // Kᵀ block, scores, output rows, softmax state
+};
+
+struct ForwardItem {
+  int64_t b, h, i0, cost;
+};
+
+struct BackwardScratch {
+  std::vector<float> kt, vt, s, ds;  // Kᵀ and Vᵀ blocks, probabilities, score gradients
+};
+
+struct BackwardItem {
+  int64_t b, hk, cost;
+};
+
+}  // namespace
+
+void attention_forward(const AttentionProblem& p) {
+  const Sequences seq{p};
+  const int64_t D = p.head_dim, group = p.heads_q / p.heads_kv;
+  const int64_t ld_q = p.heads_q * D, ld_k = p.heads_kv * D;
+  const auto* q = static_cast<const float*>(p.q);
+  const auto* k = static_cast<const float*>(p.k);
+  const auto* v = static_cast<const float*>(p.v);
+  auto* out = static_cast<float*>(p.out);
+
+  std::vector<ForwardItem> items;
+  for (int64_t b = 0; b < p.batch; ++b) {
+    for (int64_t i0 = 0; i0 < seq.len_q(b); i0 += kTileQ) {
+      int64_t rows = std::min(kTileQ, seq.len_q(b) - i0);
+      int64_t cost = rows * (seq.visible(b, i0 + rows - 1) + 1);
+      for (int64_t h = 0; h < p.heads_q; ++h) items.push_back({b, h, i0, cost});
+    }
+  }
+  std::stable_sort(items.begin(), items.end(), [](const auto& x, const auto& y) { return x.cost > y.cost; });
+
+  auto make_scratch = [&] {
+    return ForwardScratch{std::vector<float>(D * kBlockK), std::vector<float>(kTileQ * kBlockK),
+                          std::vector<float>(kTileQ * D), std::vector<float>(kTileQ), std::vector<float>(kTileQ)};
+  };
+  for_each_item(static_cast<int64_t>(items.size()), make_scratch, [&](int64_t index, ForwardScratch& t) {
+    const ForwardItem& it = items[index];
+    const int64_t rows = std::min(kTileQ, seq.len_q(it.b) - it.i0);
+    const int64_t hk = it.h / group;
+    float* acc = t.acc.data();
+    float* row_max = t.row_max.data();
+    float* row_sum = t.row_sum.data();
+    std::fill(acc, acc + rows * D, 0.f);
+    std::fill(row_max, row_max + rows, kNegInf);
+    std::fill(row_sum, row_sum + rows, 0.f);
+
+    const float* q_tile = q + ((seq.q_begin(it.b) + it.i0) * p.heads_q + it.h) * D;
+    const int64_t keys = seq.visible(it.b, it.i0 + rows - 1);  // the tile's last row sees the most
+    for (int64_t j0 = 0; j0 < keys; j0 += kBlockK) {
+      const int64_t nk = std::min(kBlockK, keys - j0), ld_s = round_up16(nk);
+      const int64_t key_row = seq.k_begin(it.b) + j0;
+      pack_transposed(k + (key_row * p.heads_kv + hk) * D, ld_k, nk, D, t.kt.data(), ld_s);
+      block_product({rows, ld_s, D, q_tile, ld_q, 1, t.kt.data(), ld_s, t.s.data(), ld_s, p.scale, false});
+      // Online softmax: P = exp(S − running max); what was accumulated is rescaled to the new max.
+      for (int64_t r = 0; r < rows; ++r) {
+        float* sr = t.s.data() + r * ld_s;
+        const int64_t valid = std::clamp<int64_t>(seq.visible(it.b, it.i0 + r) - j0, 0, nk);
+        std::fill(sr + valid, sr + nk, 0.f);
+        if (valid == 0) continue;
+        const float m_new = std::max(row_max[r], cpu::row_max(sr, valid));
+        const float correction = row_max[r] == kNegInf ? 0.f : std::exp(row_max[r] - m_new);
+        row_sum[r] = row_sum[r] * correction + exp_shifted_sum(sr, sr, valid, 1.f, m_new);
+        row_max[r] = m_new;
+        if (correction != 1.f) {
+          for (float *o = acc + r * D, *end = o + D; o < end; ++o) *o *= correction;
+        }
+      }
+      block_product({rows, D, nk, t.s.data(), ld_s, 1, v + (key_row * p.heads_kv + hk) * D, ld_k, acc, D, 1.f, true});
+    }
+
+    float* lse = seq.lse_row(p.lse, it.b, it.h) + it.i0;
+    for (int64_t r = 0; r < rows; ++r) {
+      float* o = out + ((seq.q_begin(it.b) + it.i0 + r) * p.heads_q + it.h) * D;
+      if (row_sum[r] == 0.f) {  // no visible key
+        std::fill(o, o + D, 0.f);
+        lse[r] = kNegInf;
+        continue;
+      }
+      const float inv = 1.f / row_sum[r];
+      for (int64_t d = 0; d < D; ++d) o[d] = acc[r * D + d] * inv;
+      lse[r] = row_max[r] + std::log(row_sum[r]);
+    }
+  });
+}
+
+void attention_backward(const AttentionProblem& p) {
+  const Sequences seq{p};
+  const int64_t D = p.head_dim, group = p.heads_q / p.heads_kv;
+  const int64_t ld_q = p.heads_q * D, ld_k = p.heads_kv * D;
+  const auto* q = static_cast<const float*>(p.q);
+  const auto* k = static_cast<const float*>(p.k);
+  const auto* v = static_cast<const float*>(p.v);
+  const auto* out = static_cast<const float*>(p.out);
+  const auto* d_out = static_cast<const float*>(p.d_out);
+  auto* dq = static_cast<float*>(p.dq);
+  auto* dk = static_cast<float*>(p.dk);
+  auto* dv = static_cast<float*>(p.dv);
+
+  // δ = rowsum(dO ∘ O), one per (query row, head), laid out like lse.
+  ThreadPool::global().parallel_for(p.batch * p.heads_q, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t bh = begin; bh < end; ++bh) {
+      const int64_t b = bh / p.heads_q, h = bh % p.heads_q;
+      float* delta = seq.lse_row(p.delta, b, h);
+      for (int64_t i = 0; i < seq.len_q(b); ++i) {
+        const int64_t at = ((seq.q_begin(b) + i) * p.heads_q + h) * D;
+        delta[i] = dot(d_out + at, out + at, D);
+      }
+    }
+  });
+
+  // One item per (sequence, kv head): it owns the dk/dv rows of that head and the dq rows of
+  // the query heads that read it, so no two threads write the same memory.
+  std::vector<BackwardItem> items;
+  for (int64_t b = 0; b < p.batch; ++b) {
+    for (int64_t hk = 0; hk < p.heads_kv; ++hk) items.push_back({b, hk, seq.len_q(b) * seq.len_k(b)});
+  }
+  std::stable_sort(items.begin(), items.end(), [](const auto& x, const auto& y) { return x.cost > y.cost; });
+
+  auto make_scratch = [&] {
+    return BackwardScratch{std::vector<float>(D * kBlockK), std::vector<float>(D * kBlockK),
+                           std::vector<float>(kTileQ * kBlockK), std::vector<float>(kTileQ * kBlockK)};
+  };
+  for_each_item(static_cast<int64_t>(items.size()), make_scratch, [&](int64_t index, BackwardScratch& t) {
+    const BackwardItem& it = items[index];
+    const int64_t sq = seq.len_q(it.b), sk = seq.len_k(it.b);
+    for (int64_t j = 0; j < sk; ++j) {
+      const int64_t at = ((seq.k_begin(it.b) + j) * p.heads_kv + it.hk) * D;
+      std::fill(dk + at, dk + at + D, 0.f);
+      std::fill(dv + at, dv + at + D, 0.f);
+    }
+    for (int64_t i = 0; i < sq; ++i) {
+      float* row = dq + ((seq.q_begin(it.b) + i) * p.heads_q + it.hk * group) * D;
+      std::fill(row, row + group * D, 0.f);
+    }
+
+    for (int64_t j0 = 0; j0 < sk; j0 += kBlockK) {
+      const int64_t nk = std::min(kBlockK, sk - j0), ld_s = round_up16(nk);
+      const int64_t key_at = ((seq.k_begin(it.b) + j0) * p.heads_kv + it.hk) * D;
+      pack_transposed(k + key_at, ld_k, nk, D, t.kt.data(), ld_s);
+      pack_transposed(v + key_at, ld_k, nk, D, t.vt.data(), ld_s);
+      // The first query that sees key j0 (causal: i + sk − sq ≥ j0).
+      const int64_t first = p.causal ? std::max<int64_t>(0, j0 - (sk - sq)) : 0;
+      for (int64_t h = it.hk * group; h < (it.hk + 1) * group; ++h) {
+        const float* lse = seq.lse_row(p.lse, it.b, h);
+        const float* delta = seq.lse_row(p.delta, it.b, h);
+        for (int64_t i0 = first; i0 < sq; i0 += kTileQ) {
+          const int64_t rows = std::min(kTileQ, sq - i0);
+          const int64_t query_at = ((seq.q_begin(it.b) + i0) * p.heads_q + h) * D;
+          float* s = t.s.data();
+          float* ds = t.ds.data();
+          // P = exp(scale·Q·Kᵀ − lse), zero where masked; dS = P ∘ (dO·Vᵀ − δ).
+          block_product({rows, ld_s, D, q + query_at, ld_q, 1, t.kt.data(), ld_s, s, ld_s, p.scale, false});
+          block_product({rows, ld_s, D, d_out + query_at, ld_q, 1, t.vt.data(), ld_s, ds, ld_s, 1.f, false});
+          for (int64_t r = 0; r < rows; ++r) {
+            float* sr = s + r * ld_s;
+            float* dsr = ds + r * ld_s;
+            const int64_t valid = std::clamp<int64_t>(seq.visible(it.b, i0 + r) - j0, 0, nk);
+            const float lse_r = lse[i0 + r], delta_r = delta[i0 + r];
+            if (valid > 0) exp_shifted_sum(sr, sr, valid, 1.f, lse_r);
+            std::fill(sr + valid, sr + ld_s, 0.f);
+            for (int64_t j = 0; j < ld_s; ++j) dsr[j] = sr[j] * (dsr[j] - delta_r);
+          }
+          // dV += Pᵀ·dO, dK += scale·dSᵀ·Q, dQ += scale·dS·K.
+          block_product({nk, D, rows, s, 1, ld_s, d_out + query_at, ld_q, dv + key_at, ld_k, 1.f, true});
+          block_product({nk, D, rows, ds, 1, ld_s, q + query_at, ld_q, dk + key_at, ld_k, p.scale, true});
+          block_product({rows, D, nk, ds, ld_s, 1, k + key_at, ld_k, dq + query_at, ld_q, p.scale, true});
+        }
+      }
+    }
+  });
+}
+
+}  // namespace r1v::cpu
