@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 
 import { Engine, ops, type Tensor } from '../lib/index.js';
 import { cudaAvailable, expectR1VError, randomArray, relativeError, rng } from './helpers.js';
@@ -78,7 +80,7 @@ function reference(c: Case, q: ArrayLike<number>, k: ArrayLike<number>, v: Array
         const p = s.map((x) => Math.exp(x - lse));
         for (let j = 0; j < seen; j++) {
           const vj = ((cuK[b]! + j) * hkv + g) * d;
-          for (let x = 0; x < d; x++) r.out[qi + x] += p[j]! * v[vj + x]!;
+          for (let x = 0; x < d; x++) r.out[qi + x]! += p[j]! * v[vj + x]!;
         }
         if (!dOut) continue;
         // dP = dO·vᵀ, dS = P∘(dP − Σ P∘dP), dq = scale·dS·k, dk = scale·dSᵀ·q, dv = Pᵀ·dO.
@@ -86,16 +88,16 @@ function reference(c: Case, q: ArrayLike<number>, k: ArrayLike<number>, v: Array
         let delta = 0;
         for (let j = 0; j < seen; j++) {
           const vj = ((cuK[b]! + j) * hkv + g) * d;
-          for (let x = 0; x < d; x++) dp[j] += dOut[qi + x]! * v[vj + x]!;
+          for (let x = 0; x < d; x++) dp[j]! += dOut[qi + x]! * v[vj + x]!;
           delta += p[j]! * dp[j]!;
         }
         for (let j = 0; j < seen; j++) {
           const kj = ((cuK[b]! + j) * hkv + g) * d;
           const ds = p[j]! * (dp[j]! - delta);
           for (let x = 0; x < d; x++) {
-            r.dq[qi + x] += scale * ds * k[kj + x]!;
-            r.dk[kj + x] += scale * ds * q[qi + x]!;
-            r.dv[kj + x] += p[j]! * dOut[qi + x]!;
+            r.dq[qi + x]! += scale * ds * k[kj + x]!;
+            r.dk[kj + x]! += scale * ds * q[qi + x]!;
+            r.dv[kj + x]! += p[j]! * dOut[qi + x]!;
           }
         }
       }
@@ -300,6 +302,47 @@ for (const device of devs) {
         assert.ok(Math.abs(fd - analytic) <= 1e-4 * Math.max(1, Math.abs(fd)), `fd ${fd} vs backward ${analytic}`);
       }
     });
+
+    if (device === 'cpu') {
+      it('every CPU ISA path (AVX-512, AVX2, portable), 1 and 2 threads, agrees with float64', function () {
+        this.timeout(300_000);
+        const checks = [
+          denseCase('', 2, 70, 150, 4, 2, 72, true), // key block + tile tails, GQA, Sq < Sk
+          denseCase('', 1, 9, 5, 2, 2, 8, true), // rows without keys
+          { title: '', hq: 2, hkv: 1, d: 40, causal: false, lensQ: [1, 0, 66, 3], lensK: [4, 2, 0, 130], dense: false },
+        ];
+        const arg = JSON.stringify(checks.map((c) => ({ ...shapes(c), options: options(c) })), (_, x: unknown) =>
+          x instanceof Int32Array ? Array.from(x) : x);
+        const script = fileURLToPath(new URL('./fixtures/attention-check.ts', import.meta.url));
+        for (const isa of ['avx512', 'avx2', 'generic']) {
+          for (const threads of ['1', '2']) {
+            const run = spawnSync(process.execPath, ['--import', 'tsx', script, arg], {
+              env: { ...process.env, R1V_CPU_ISA: isa, R1V_NUM_THREADS: threads },
+              encoding: 'utf8',
+              maxBuffer: 1 << 28,
+            });
+            assert.equal(run.status, 0, `isa=${isa} threads=${threads}: ${run.stderr}`);
+            type Arrays = Record<string, Array<number | null>>;
+            const report = JSON.parse(run.stdout.trim().split('\n').pop()!) as {
+              isa: string; results: Array<{ inputs: Arrays; outputs: Arrays }>;
+            };
+            checks.forEach((c, i) => {
+              const { inputs, outputs } = report.results[i]!;
+              const ref = reference(c, inputs.q as number[], inputs.k as number[], inputs.v as number[], inputs.dOut as number[]);
+              const lse = Float32Array.from(outputs.lse!, (x) => x ?? -Infinity);
+              const errors = {
+                out: relativeError(outputs.out as number[], ref.out), lse: lseError(lse, lseInLayout(c, ref.lse)),
+                dq: relativeError(outputs.dq as number[], ref.dq), dk: relativeError(outputs.dk as number[], ref.dk),
+                dv: relativeError(outputs.dv as number[], ref.dv),
+              };
+              for (const [name, err] of Object.entries(errors)) {
+                assert.ok(err <= 1e-4, `isa=${isa} (ran ${report.isa}) threads=${threads} case ${i}: ${name} rel err ${err}`);
+              }
+            });
+          }
+        }
+      });
+    }
 
     it('rejects bad input naming the argument', () => {
       const t = (shape: number[]) => e.randn(shape);

@@ -212,14 +212,26 @@ void block_product(const BlockProduct& p) {
   block_product_generic(p);
 }
 
-// Keys [j0, j0 + n) of one kv head, rows `ld` apart, transposed into dst[d·ld_dst + j]
-// (ld_dst = n rounded up to 16; the padding columns are zero).
+// n rows of head_dim floats, `ld` apart, transposed into dst[d·ld_dst + j] (ld_dst = n
+// rounded up to 16; the padding columns are zero). In 16 × 16 blocks, so that neither the
+// reads nor the writes stride through more cache lines than the cache holds.
 void pack_transposed(const float* src, int64_t ld, int64_t n, int64_t head_dim, float* dst, int64_t ld_dst) {
   for (int64_t d = 0; d < head_dim; ++d) std::fill(dst + d * ld_dst + n, dst + (d + 1) * ld_dst, 0.f);
-  for (int64_t j = 0; j < n; ++j) {
-    const float* row = src + j * ld;
-    for (int64_t d = 0; d < head_dim; ++d) dst[d * ld_dst + j] = row[d];
+  for (int64_t j0 = 0; j0 < n; j0 += 16) {
+    const int64_t j1 = std::min(n, j0 + 16);
+    for (int64_t d0 = 0; d0 < head_dim; d0 += 16) {
+      const int64_t d1 = std::min(head_dim, d0 + 16);
+      for (int64_t j = j0; j < j1; ++j)
+        for (int64_t d = d0; d < d1; ++d) dst[d * ld_dst + j] = src[j * ld + d];
+    }
   }
+}
+
+// n rows of head_dim floats, `ld` apart, copied contiguously: the products then stream
+// their B operand instead of striding through memory Hq·D or Hkv·D floats per row (a
+// power of two apart, so the rows would compete for the same cache sets).
+void pack_rows(const float* src, int64_t ld, int64_t n, int64_t head_dim, float* dst) {
+  for (int64_t j = 0; j < n; ++j) std::memcpy(dst + j * head_dim, src + j * ld, head_dim * sizeof(float));
 }
 
 // The problem's sequences: sequence b's rows, and how many keys query i of it may see.
@@ -252,7 +264,7 @@ void for_each_item(int64_t n, const MakeScratch& make_scratch, const Fn& fn) {
 }
 
 struct ForwardScratch {
-  std::vector<float> kt, s, acc, row_max, row_sum;  // Kᵀ block, scores, output rows, softmax state
+  std::vector<float> kb, kt, vb, s, acc, row_max, row_sum;  // K, Kᵀ, V blocks, scores, output rows, softmax state
 };
 
 struct ForwardItem {
@@ -260,7 +272,10 @@ struct ForwardItem {
 };
 
 struct BackwardScratch {
-  std::vector<float> kt, vt, s, ds;  // Kᵀ and Vᵀ blocks, probabilities, score gradients
+  std::vector<float> kt, vt, kb;  // Kᵀ, Vᵀ and K of the key block
+  std::vector<float> dkb, dvb;     // its dk, dv accumulators
+  std::vector<float> qb, dob;      // Q and dO of the query tile
+  std::vector<float> s, ds;        // probabilities, score gradients
 };
 
 struct BackwardItem {
@@ -289,8 +304,9 @@ void attention_forward(const AttentionProblem& p) {
   std::stable_sort(items.begin(), items.end(), [](const auto& x, const auto& y) { return x.cost > y.cost; });
 
   auto make_scratch = [&] {
-    return ForwardScratch{std::vector<float>(D * kBlockK), std::vector<float>(kTileQ * kBlockK),
-                          std::vector<float>(kTileQ * D), std::vector<float>(kTileQ), std::vector<float>(kTileQ)};
+    return ForwardScratch{std::vector<float>(kBlockK * D), std::vector<float>(D * kBlockK), std::vector<float>(kBlockK * D),
+                          std::vector<float>(kTileQ * kBlockK), std::vector<float>(kTileQ * D),
+                          std::vector<float>(kTileQ), std::vector<float>(kTileQ)};
   };
   for_each_item(static_cast<int64_t>(items.size()), make_scratch, [&](int64_t index, ForwardScratch& t) {
     const ForwardItem& it = items[index];
@@ -308,7 +324,9 @@ void attention_forward(const AttentionProblem& p) {
     for (int64_t j0 = 0; j0 < keys; j0 += kBlockK) {
       const int64_t nk = std::min(kBlockK, keys - j0), ld_s = round_up16(nk);
       const int64_t key_row = seq.k_begin(it.b) + j0;
-      pack_transposed(k + (key_row * p.heads_kv + hk) * D, ld_k, nk, D, t.kt.data(), ld_s);
+      pack_rows(k + (key_row * p.heads_kv + hk) * D, ld_k, nk, D, t.kb.data());
+      pack_rows(v + (key_row * p.heads_kv + hk) * D, ld_k, nk, D, t.vb.data());
+      pack_transposed(t.kb.data(), D, nk, D, t.kt.data(), ld_s);
       block_product({rows, ld_s, D, q_tile, ld_q, 1, t.kt.data(), ld_s, t.s.data(), ld_s, p.scale, false});
       // Online softmax: P = exp(S − running max); what was accumulated is rescaled to the new max.
       for (int64_t r = 0; r < rows; ++r) {
@@ -324,7 +342,7 @@ void attention_forward(const AttentionProblem& p) {
           for (float *o = acc + r * D, *end = o + D; o < end; ++o) *o *= correction;
         }
       }
-      block_product({rows, D, nk, t.s.data(), ld_s, 1, v + (key_row * p.heads_kv + hk) * D, ld_k, acc, D, 1.f, true});
+      block_product({rows, D, nk, t.s.data(), ld_s, 1, t.vb.data(), D, acc, D, 1.f, true});
     }
 
     float* lse = seq.lse_row(p.lse, it.b, it.h) + it.i0;
@@ -376,17 +394,15 @@ void attention_backward(const AttentionProblem& p) {
   std::stable_sort(items.begin(), items.end(), [](const auto& x, const auto& y) { return x.cost > y.cost; });
 
   auto make_scratch = [&] {
-    return BackwardScratch{std::vector<float>(D * kBlockK), std::vector<float>(D * kBlockK),
+    const auto block = static_cast<size_t>(kBlockK * D), tile = static_cast<size_t>(kTileQ * D);
+    return BackwardScratch{std::vector<float>(block), std::vector<float>(block), std::vector<float>(block),
+                           std::vector<float>(block), std::vector<float>(block),
+                           std::vector<float>(tile),  std::vector<float>(tile),
                            std::vector<float>(kTileQ * kBlockK), std::vector<float>(kTileQ * kBlockK)};
   };
   for_each_item(static_cast<int64_t>(items.size()), make_scratch, [&](int64_t index, BackwardScratch& t) {
     const BackwardItem& it = items[index];
     const int64_t sq = seq.len_q(it.b), sk = seq.len_k(it.b);
-    for (int64_t j = 0; j < sk; ++j) {
-      const int64_t at = ((seq.k_begin(it.b) + j) * p.heads_kv + it.hk) * D;
-      std::fill(dk + at, dk + at + D, 0.f);
-      std::fill(dv + at, dv + at + D, 0.f);
-    }
     for (int64_t i = 0; i < sq; ++i) {
       float* row = dq + ((seq.q_begin(it.b) + i) * p.heads_q + it.hk * group) * D;
       std::fill(row, row + group * D, 0.f);
@@ -395,8 +411,11 @@ void attention_backward(const AttentionProblem& p) {
     for (int64_t j0 = 0; j0 < sk; j0 += kBlockK) {
       const int64_t nk = std::min(kBlockK, sk - j0), ld_s = round_up16(nk);
       const int64_t key_at = ((seq.k_begin(it.b) + j0) * p.heads_kv + it.hk) * D;
-      pack_transposed(k + key_at, ld_k, nk, D, t.kt.data(), ld_s);
+      pack_rows(k + key_at, ld_k, nk, D, t.kb.data());
+      pack_transposed(t.kb.data(), D, nk, D, t.kt.data(), ld_s);
       pack_transposed(v + key_at, ld_k, nk, D, t.vt.data(), ld_s);
+      std::fill(t.dkb.begin(), t.dkb.begin() + nk * D, 0.f);
+      std::fill(t.dvb.begin(), t.dvb.begin() + nk * D, 0.f);
       // The first query that sees key j0 (causal: i + sk − sq ≥ j0).
       const int64_t first = p.causal ? std::max<int64_t>(0, j0 - (sk - sq)) : 0;
       for (int64_t h = it.hk * group; h < (it.hk + 1) * group; ++h) {
@@ -407,9 +426,13 @@ void attention_backward(const AttentionProblem& p) {
           const int64_t query_at = ((seq.q_begin(it.b) + i0) * p.heads_q + h) * D;
           float* s = t.s.data();
           float* ds = t.ds.data();
+          const float* qb = t.qb.data();
+          const float* dob = t.dob.data();
+          pack_rows(q + query_at, ld_q, rows, D, t.qb.data());
+          pack_rows(d_out + query_at, ld_q, rows, D, t.dob.data());
           // P = exp(scale·Q·Kᵀ − lse), zero where masked; dS = P ∘ (dO·Vᵀ − δ).
-          block_product({rows, ld_s, D, q + query_at, ld_q, 1, t.kt.data(), ld_s, s, ld_s, p.scale, false});
-          block_product({rows, ld_s, D, d_out + query_at, ld_q, 1, t.vt.data(), ld_s, ds, ld_s, 1.f, false});
+          block_product({rows, ld_s, D, qb, D, 1, t.kt.data(), ld_s, s, ld_s, p.scale, false});
+          block_product({rows, ld_s, D, dob, D, 1, t.vt.data(), ld_s, ds, ld_s, 1.f, false});
           for (int64_t r = 0; r < rows; ++r) {
             float* sr = s + r * ld_s;
             float* dsr = ds + r * ld_s;
@@ -420,10 +443,14 @@ void attention_backward(const AttentionProblem& p) {
             for (int64_t j = 0; j < ld_s; ++j) dsr[j] = sr[j] * (dsr[j] - delta_r);
           }
           // dV += Pᵀ·dO, dK += scale·dSᵀ·Q, dQ += scale·dS·K.
-          block_product({nk, D, rows, s, 1, ld_s, d_out + query_at, ld_q, dv + key_at, ld_k, 1.f, true});
-          block_product({nk, D, rows, ds, 1, ld_s, q + query_at, ld_q, dk + key_at, ld_k, p.scale, true});
-          block_product({rows, D, nk, ds, ld_s, 1, k + key_at, ld_k, dq + query_at, ld_q, p.scale, true});
+          block_product({nk, D, rows, s, 1, ld_s, dob, D, t.dvb.data(), D, 1.f, true});
+          block_product({nk, D, rows, ds, 1, ld_s, qb, D, t.dkb.data(), D, p.scale, true});
+          block_product({rows, D, nk, ds, ld_s, 1, t.kb.data(), D, dq + query_at, ld_q, p.scale, true});
         }
+      }
+      for (int64_t j = 0; j < nk; ++j) {
+        std::memcpy(dk + key_at + j * ld_k, t.dkb.data() + j * D, D * sizeof(float));
+        std::memcpy(dv + key_at + j * ld_k, t.dvb.data() + j * D, D * sizeof(float));
       }
     }
   });
