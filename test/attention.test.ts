@@ -162,6 +162,8 @@ const CASES: Case[] = [
   denseCase('D=256, 9×17', 1, 9, 17, 1, 1, 256, false),
   denseCase('scale 0.3, 3×19×23, D=64', 3, 19, 23, 2, 1, 64, false, 0.3),
   denseCase('Sq=1, Sk=1', 1, 1, 1, 1, 1, 16, true),
+  denseCase('no keys at all (Sk=0)', 2, 3, 0, 2, 1, 8, false),
+  denseCase('no queries (Sq=0)', 2, 0, 5, 2, 1, 8, true),
   {
     title: 'packed, lengths incl. 1 and 0, GQA 4/2, D=64', hq: 4, hkv: 2, d: 64, causal: false,
     lensQ: [1, 0, 39, 5, 2], lensK: [3, 0, 37, 100, 0], dense: false,
