@@ -278,9 +278,150 @@ struct BackwardScratch {
   std::vector<float> s, ds;        // probabilities, score gradients
 };
 
-struct BackwardItem {
-  int64_t b, hk, cost;
+// Backward, in tiles of (query tile × key block). Every key block's dk/dv rows are summed
+// by one item, over the query heads of its GQA group. With enough (sequence, kv head) pairs
+// for the threads, an item takes all key blocks of one and also owns the dq rows of its
+// query heads (one fused pass). Otherwise the key blocks are split over several items and
+// dq is a second pass over (sequence, head, query tile), recomputing P and dS.
+class Backward {
+ public:
+  explicit Backward(const AttentionProblem& p)
+      : p_(p), seq_{p}, D_(p.head_dim), group_(p.heads_q / p.heads_kv), ld_q_(p.heads_q * p.head_dim),
+        ld_k_(p.heads_kv * p.head_dim) {}
+
+  BackwardScratch make_scratch() const {
+    const auto block = static_cast<size_t>(kBlockK * D_), tile = static_cast<size_t>(kTileQ * D_);
+    return BackwardScratch{std::vector<float>(block), std::vector<float>(block), std::vector<float>(block),
+                           std::vector<float>(block), std::vector<float>(block),
+                           std::vector<float>(tile),  std::vector<float>(tile),
+                           std::vector<float>(kTileQ * kBlockK), std::vector<float>(kTileQ * kBlockK)};
+  }
+
+  // δ = rowsum(dO ∘ O), one per (query row, head), laid out like lse.
+  void compute_delta() const {
+    ThreadPool::global().parallel_for(p_.batch * p_.heads_q, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t bh = begin; bh < end; ++bh) {
+        const int64_t b = bh / p_.heads_q, h = bh % p_.heads_q;
+        float* delta = seq_.lse_row(p_.delta, b, h);
+        for (int64_t i = 0; i < seq_.len_q(b); ++i) {
+          const int64_t at = ((seq_.q_begin(b) + i) * p_.heads_q + h) * D_;
+          delta[i] = dot(f(p_.d_out) + at, f(p_.out) + at, D_);
+        }
+      }
+    });
+  }
+
+  // dk, dv of key blocks [block_begin, block_end) of (b, kv head hk); with_dq: also the
+  // whole dq of the group's query heads (the item must then cover all of the sequence's blocks).
+  void key_blocks(int64_t b, int64_t hk, int64_t block_begin, int64_t block_end, bool with_dq,
+                  BackwardScratch& t) const {
+    const int64_t sq = seq_.len_q(b), sk = seq_.len_k(b);
+    if (with_dq) {
+      for (int64_t i = 0; i < sq; ++i) {
+        float* row = f(p_.dq) + ((seq_.q_begin(b) + i) * p_.heads_q + hk * group_) * D_;
+        std::fill(row, row + group_ * D_, 0.f);
+      }
+    }
+    for (int64_t j0 = block_begin * kBlockK; j0 < std::min(sk, block_end * kBlockK); j0 += kBlockK) {
+      const int64_t nk = std::min(kBlockK, sk - j0);
+      const int64_t key_at = pack_key_block(b, hk, j0, nk, t);
+      std::fill(t.dkb.begin(), t.dkb.begin() + nk * D_, 0.f);
+      std::fill(t.dvb.begin(), t.dvb.begin() + nk * D_, 0.f);
+      // The first query that sees key j0 (causal: i + sk − sq ≥ j0).
+      const int64_t first = p_.causal ? std::max<int64_t>(0, j0 - (sk - sq)) : 0;
+      for (int64_t h = hk * group_; h < (hk + 1) * group_; ++h) {
+        for (int64_t i0 = first; i0 < sq; i0 += kTileQ) {
+          const int64_t rows = std::min(kTileQ, sq - i0);
+          const int64_t query_at = pack_query_tile(b, h, i0, rows, t);
+          score_gradients(b, h, i0, rows, j0, nk, t);
+          const int64_t ld_s = round_up16(nk);
+          // dV += Pᵀ·dO, dK += scale·dSᵀ·Q (and dQ += scale·dS·K).
+          block_product({nk, D_, rows, t.s.data(), 1, ld_s, t.dob.data(), D_, t.dvb.data(), D_, 1.f, true});
+          block_product({nk, D_, rows, t.ds.data(), 1, ld_s, t.qb.data(), D_, t.dkb.data(), D_, p_.scale, true});
+          if (with_dq)
+            block_product({rows, D_, nk, t.ds.data(), ld_s, 1, t.kb.data(), D_, f(p_.dq) + query_at, ld_q_, p_.scale,
+                           true});
+        }
+      }
+      for (int64_t j = 0; j < nk; ++j) {
+        std::memcpy(f(p_.dk) + key_at + j * ld_k_, t.dkb.data() + j * D_, D_ * sizeof(float));
+        std::memcpy(f(p_.dv) + key_at + j * ld_k_, t.dvb.data() + j * D_, D_ * sizeof(float));
+      }
+    }
+  }
+
+  // dq of query rows [i0, i0 + rows) of (b, head h), over the keys they see.
+  void query_tile(int64_t b, int64_t h, int64_t i0, int64_t rows, BackwardScratch& t) const {
+    const int64_t query_at = pack_query_tile(b, h, i0, rows, t);
+    float* dq = f(p_.dq) + query_at;
+    for (int64_t r = 0; r < rows; ++r) std::fill(dq + r * ld_q_, dq + r * ld_q_ + D_, 0.f);
+    const int64_t keys = seq_.visible(b, i0 + rows - 1);
+    for (int64_t j0 = 0; j0 < keys; j0 += kBlockK) {
+      const int64_t nk = std::min(kBlockK, keys - j0);
+      pack_key_block(b, h / group_, j0, nk, t);
+      score_gradients(b, h, i0, rows, j0, nk, t);
+      block_product({rows, D_, nk, t.ds.data(), round_up16(nk), 1, t.kb.data(), D_, dq, ld_q_, p_.scale, true});
+    }
+  }
+
+ private:
+  static float* f(void* x) { return static_cast<float*>(x); }
+  static const float* f(const void* x) { return static_cast<const float*>(x); }
+
+  // K (rows), Kᵀ and Vᵀ of keys [j0, j0 + nk) into t; returns the block's element offset.
+  int64_t pack_key_block(int64_t b, int64_t hk, int64_t j0, int64_t nk, BackwardScratch& t) const {
+    const int64_t key_at = ((seq_.k_begin(b) + j0) * p_.heads_kv + hk) * D_;
+    pack_rows(f(p_.k) + key_at, ld_k_, nk, D_, t.kb.data());
+    pack_transposed(t.kb.data(), D_, nk, D_, t.kt.data(), round_up16(nk));
+    pack_transposed(f(p_.v) + key_at, ld_k_, nk, D_, t.vt.data(), round_up16(nk));
+    return key_at;
+  }
+
+  // Q and dO of query rows [i0, i0 + rows) into t; returns the tile's element offset.
+  int64_t pack_query_tile(int64_t b, int64_t h, int64_t i0, int64_t rows, BackwardScratch& t) const {
+    const int64_t query_at = ((seq_.q_begin(b) + i0) * p_.heads_q + h) * D_;
+    pack_rows(f(p_.q) + query_at, ld_q_, rows, D_, t.qb.data());
+    pack_rows(f(p_.d_out) + query_at, ld_q_, rows, D_, t.dob.data());
+    return query_at;
+  }
+
+  // t.s = P = exp(scale·Q·Kᵀ − lse), zero where masked; t.ds = dS = P ∘ (dO·Vᵀ − δ).
+  void score_gradients(int64_t b, int64_t h, int64_t i0, int64_t rows, int64_t j0, int64_t nk,
+                       BackwardScratch& t) const {
+    const int64_t ld_s = round_up16(nk);
+    float* s = t.s.data();
+    float* ds = t.ds.data();
+    block_product({rows, ld_s, D_, t.qb.data(), D_, 1, t.kt.data(), ld_s, s, ld_s, p_.scale, false});
+    block_product({rows, ld_s, D_, t.dob.data(), D_, 1, t.vt.data(), ld_s, ds, ld_s, 1.f, false});
+    const float* lse = seq_.lse_row(p_.lse, b, h) + i0;
+    const float* delta = seq_.lse_row(p_.delta, b, h) + i0;
+    for (int64_t r = 0; r < rows; ++r) {
+      float* sr = s + r * ld_s;
+      float* dsr = ds + r * ld_s;
+      const int64_t valid = std::clamp<int64_t>(seq_.visible(b, i0 + r) - j0, 0, nk);
+      if (valid > 0) exp_shifted_sum(sr, sr, valid, 1.f, lse[r]);
+      std::fill(sr + valid, sr + ld_s, 0.f);
+      for (int64_t j = 0; j < ld_s; ++j) dsr[j] = sr[j] * (dsr[j] - delta[r]);
+    }
+  }
+
+  const AttentionProblem& p_;
+  const Sequences seq_;
+  const int64_t D_, group_, ld_q_, ld_k_;
 };
+
+struct KeyItem {
+  int64_t b, hk, block_begin, block_end, cost;
+};
+
+struct QueryItem {
+  int64_t b, h, i0, cost;
+};
+
+template <typename Item>
+void sort_by_falling_cost(std::vector<Item>& items) {
+  std::stable_sort(items.begin(), items.end(), [](const Item& x, const Item& y) { return x.cost > y.cost; });
+}
 
 }  // namespace
 
@@ -301,7 +442,7 @@ void attention_forward(const AttentionProblem& p) {
       for (int64_t h = 0; h < p.heads_q; ++h) items.push_back({b, h, i0, cost});
     }
   }
-  std::stable_sort(items.begin(), items.end(), [](const auto& x, const auto& y) { return x.cost > y.cost; });
+  sort_by_falling_cost(items);
 
   auto make_scratch = [&] {
     return ForwardScratch{std::vector<float>(kBlockK * D), std::vector<float>(D * kBlockK), std::vector<float>(kBlockK * D),
@@ -362,97 +503,46 @@ void attention_forward(const AttentionProblem& p) {
 
 void attention_backward(const AttentionProblem& p) {
   const Sequences seq{p};
-  const int64_t D = p.head_dim, group = p.heads_q / p.heads_kv;
-  const int64_t ld_q = p.heads_q * D, ld_k = p.heads_kv * D;
-  const auto* q = static_cast<const float*>(p.q);
-  const auto* k = static_cast<const float*>(p.k);
-  const auto* v = static_cast<const float*>(p.v);
-  const auto* out = static_cast<const float*>(p.out);
-  const auto* d_out = static_cast<const float*>(p.d_out);
-  auto* dq = static_cast<float*>(p.dq);
-  auto* dk = static_cast<float*>(p.dk);
-  auto* dv = static_cast<float*>(p.dv);
+  const Backward backward(p);
+  backward.compute_delta();
 
-  // δ = rowsum(dO ∘ O), one per (query row, head), laid out like lse.
-  ThreadPool::global().parallel_for(p.batch * p.heads_q, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t bh = begin; bh < end; ++bh) {
-      const int64_t b = bh / p.heads_q, h = bh % p.heads_q;
-      float* delta = seq.lse_row(p.delta, b, h);
-      for (int64_t i = 0; i < seq.len_q(b); ++i) {
-        const int64_t at = ((seq.q_begin(b) + i) * p.heads_q + h) * D;
-        delta[i] = dot(d_out + at, out + at, D);
-      }
-    }
-  });
+  // Key blocks per item: 1 chunk (the fused pass) when the (sequence, kv head) pairs give
+  // every thread two items, else enough chunks to.
+  const int64_t pairs = p.batch * p.heads_kv, threads = ThreadPool::global().num_threads();
+  const int64_t max_blocks = (p.max_seqlen_k + kBlockK - 1) / kBlockK;
+  const int64_t chunks = std::clamp<int64_t>((2 * threads + pairs - 1) / std::max<int64_t>(pairs, 1), 1,
+                                             std::max<int64_t>(max_blocks, 1));
+  const bool fused = chunks == 1;
+  auto make_scratch = [&] { return backward.make_scratch(); };
 
-  // One item per (sequence, kv head): it owns the dk/dv rows of that head and the dq rows of
-  // the query heads that read it, so no two threads write the same memory.
-  std::vector<BackwardItem> items;
+  std::vector<KeyItem> key_items;
   for (int64_t b = 0; b < p.batch; ++b) {
-    for (int64_t hk = 0; hk < p.heads_kv; ++hk) items.push_back({b, hk, seq.len_q(b) * seq.len_k(b)});
+    const int64_t blocks = (seq.len_k(b) + kBlockK - 1) / kBlockK, n = std::min(chunks, std::max<int64_t>(blocks, 1));
+    for (int64_t hk = 0; hk < p.heads_kv; ++hk) {
+      for (int64_t c = 0; c < n; ++c) {
+        const int64_t begin = blocks * c / n, end = blocks * (c + 1) / n;
+        key_items.push_back({b, hk, begin, end, (end - begin + 1) * (seq.len_q(b) + 1)});
+      }
+    }
   }
-  std::stable_sort(items.begin(), items.end(), [](const auto& x, const auto& y) { return x.cost > y.cost; });
+  sort_by_falling_cost(key_items);
+  for_each_item(static_cast<int64_t>(key_items.size()), make_scratch, [&](int64_t index, BackwardScratch& t) {
+    const KeyItem& it = key_items[index];
+    backward.key_blocks(it.b, it.hk, it.block_begin, it.block_end, fused, t);
+  });
+  if (fused) return;
 
-  auto make_scratch = [&] {
-    const auto block = static_cast<size_t>(kBlockK * D), tile = static_cast<size_t>(kTileQ * D);
-    return BackwardScratch{std::vector<float>(block), std::vector<float>(block), std::vector<float>(block),
-                           std::vector<float>(block), std::vector<float>(block),
-                           std::vector<float>(tile),  std::vector<float>(tile),
-                           std::vector<float>(kTileQ * kBlockK), std::vector<float>(kTileQ * kBlockK)};
-  };
-  for_each_item(static_cast<int64_t>(items.size()), make_scratch, [&](int64_t index, BackwardScratch& t) {
-    const BackwardItem& it = items[index];
-    const int64_t sq = seq.len_q(it.b), sk = seq.len_k(it.b);
-    for (int64_t i = 0; i < sq; ++i) {
-      float* row = dq + ((seq.q_begin(it.b) + i) * p.heads_q + it.hk * group) * D;
-      std::fill(row, row + group * D, 0.f);
+  std::vector<QueryItem> query_items;
+  for (int64_t b = 0; b < p.batch; ++b) {
+    for (int64_t i0 = 0; i0 < seq.len_q(b); i0 += kTileQ) {
+      const int64_t rows = std::min(kTileQ, seq.len_q(b) - i0);
+      for (int64_t h = 0; h < p.heads_q; ++h) query_items.push_back({b, h, i0, rows * (seq.visible(b, i0 + rows - 1) + 1)});
     }
-
-    for (int64_t j0 = 0; j0 < sk; j0 += kBlockK) {
-      const int64_t nk = std::min(kBlockK, sk - j0), ld_s = round_up16(nk);
-      const int64_t key_at = ((seq.k_begin(it.b) + j0) * p.heads_kv + it.hk) * D;
-      pack_rows(k + key_at, ld_k, nk, D, t.kb.data());
-      pack_transposed(t.kb.data(), D, nk, D, t.kt.data(), ld_s);
-      pack_transposed(v + key_at, ld_k, nk, D, t.vt.data(), ld_s);
-      std::fill(t.dkb.begin(), t.dkb.begin() + nk * D, 0.f);
-      std::fill(t.dvb.begin(), t.dvb.begin() + nk * D, 0.f);
-      // The first query that sees key j0 (causal: i + sk − sq ≥ j0).
-      const int64_t first = p.causal ? std::max<int64_t>(0, j0 - (sk - sq)) : 0;
-      for (int64_t h = it.hk * group; h < (it.hk + 1) * group; ++h) {
-        const float* lse = seq.lse_row(p.lse, it.b, h);
-        const float* delta = seq.lse_row(p.delta, it.b, h);
-        for (int64_t i0 = first; i0 < sq; i0 += kTileQ) {
-          const int64_t rows = std::min(kTileQ, sq - i0);
-          const int64_t query_at = ((seq.q_begin(it.b) + i0) * p.heads_q + h) * D;
-          float* s = t.s.data();
-          float* ds = t.ds.data();
-          const float* qb = t.qb.data();
-          const float* dob = t.dob.data();
-          pack_rows(q + query_at, ld_q, rows, D, t.qb.data());
-          pack_rows(d_out + query_at, ld_q, rows, D, t.dob.data());
-          // P = exp(scale·Q·Kᵀ − lse), zero where masked; dS = P ∘ (dO·Vᵀ − δ).
-          block_product({rows, ld_s, D, qb, D, 1, t.kt.data(), ld_s, s, ld_s, p.scale, false});
-          block_product({rows, ld_s, D, dob, D, 1, t.vt.data(), ld_s, ds, ld_s, 1.f, false});
-          for (int64_t r = 0; r < rows; ++r) {
-            float* sr = s + r * ld_s;
-            float* dsr = ds + r * ld_s;
-            const int64_t valid = std::clamp<int64_t>(seq.visible(it.b, i0 + r) - j0, 0, nk);
-            const float lse_r = lse[i0 + r], delta_r = delta[i0 + r];
-            if (valid > 0) exp_shifted_sum(sr, sr, valid, 1.f, lse_r);
-            std::fill(sr + valid, sr + ld_s, 0.f);
-            for (int64_t j = 0; j < ld_s; ++j) dsr[j] = sr[j] * (dsr[j] - delta_r);
-          }
-          // dV += Pᵀ·dO, dK += scale·dSᵀ·Q, dQ += scale·dS·K.
-          block_product({nk, D, rows, s, 1, ld_s, dob, D, t.dvb.data(), D, 1.f, true});
-          block_product({nk, D, rows, ds, 1, ld_s, qb, D, t.dkb.data(), D, p.scale, true});
-          block_product({rows, D, nk, ds, ld_s, 1, t.kb.data(), D, dq + query_at, ld_q, p.scale, true});
-        }
-      }
-      for (int64_t j = 0; j < nk; ++j) {
-        std::memcpy(dk + key_at + j * ld_k, t.dkb.data() + j * D, D * sizeof(float));
-        std::memcpy(dv + key_at + j * ld_k, t.dvb.data() + j * D, D * sizeof(float));
-      }
-    }
+  }
+  sort_by_falling_cost(query_items);
+  for_each_item(static_cast<int64_t>(query_items.size()), make_scratch, [&](int64_t index, BackwardScratch& t) {
+    const QueryItem& it = query_items[index];
+    backward.query_tile(it.b, it.h, it.i0, std::min(kTileQ, seq.len_q(it.b) - it.i0), t);
   });
 }
 
