@@ -236,7 +236,7 @@ __global__ void __launch_bounds__(ForwardTiles<T, kD>::kThreads) attention_forwa
 
     for (int64_t n0 = 0; n0 < key_end; n0 += kBlockN) {
       __syncthreads();  // K/V/P of the previous key tile are no longer read
-      const int64_t keys = std::min<int64_t>(kBlockN, sk - n0);
+      const int keys = static_cast<int>(std::min<int64_t>(kBlockN, sk - n0));
       load_tile<T, kBlockN, kD, kLd, kThreads>(k_s, k + ((k_begin + n0) * p.heads_kv + hk) * dim,
                                                p.heads_kv * dim, keys, dim);
       load_tile<T, kBlockN, kD, kLd, kThreads>(v_s, v + ((k_begin + n0) * p.heads_kv + hk) * dim,
@@ -247,14 +247,19 @@ __global__ void __launch_bounds__(ForwardTiles<T, kD>::kThreads) attention_forwa
       zero(s);
       warp_mma<kBlockN, false, false>(s, q_s + warp_row * kLd, kLd, k_s, kLd, dim16);
 
+      // Row r sees the tile's keys [0, visible_keys[r]).
+      int visible_keys[2];
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        const int64_t i = i0 + warp_row + g + 8 * r;
+        visible_keys[r] = p.causal ? static_cast<int>(std::clamp<int64_t>(i + shift - n0 + 1, 0, keys)) : keys;
+      }
       float tile_max[2] = {-INFINITY, -INFINITY};
 #pragma unroll
       for (int j = 0; j < kBlockN / 8; ++j)
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
-          const int64_t i = i0 + warp_row + g + 8 * (e / 2);
-          const int64_t key = n0 + 8 * j + 2 * t + e % 2;
-          const bool visible = key < sk && (!p.causal || key <= i + shift);
+          const bool visible = 8 * j + 2 * t + e % 2 < visible_keys[e / 2];
           s[j][e] = visible ? s[j][e] * scale_log2 : -INFINITY;
           tile_max[e / 2] = fmaxf(tile_max[e / 2], s[j][e]);
         }
@@ -399,7 +404,7 @@ __global__ void __launch_bounds__(BackwardTiles<T, kD>::kThreads)
     const int64_t n0 = it.tile * kBlockN;
     if (n0 >= sk) continue;  // uniform over the block
     const int64_t hk = it.head;
-    const int64_t keys = std::min<int64_t>(kBlockN, sk - n0);
+    const int keys = static_cast<int>(std::min<int64_t>(kBlockN, sk - n0));
     const int64_t shift = sk - sq;  // causal: query i sees keys j ≤ i + shift
     // Causal: queries before n0 − shift see none of the tile's keys.
     const int64_t first_query = p.causal ? std::max<int64_t>(0, n0 - shift) : 0;
@@ -417,7 +422,7 @@ __global__ void __launch_bounds__(BackwardTiles<T, kD>::kThreads)
     for (int64_t h = hk * group; h < (hk + 1) * group; ++h) {
       for (int64_t m0 = first_query / kBlockM * kBlockM; m0 < sq; m0 += kBlockM) {
         __syncthreads();  // the previous query tile is no longer read (and K/V are stored)
-        const int64_t rows = std::min<int64_t>(kBlockM, sq - m0);
+        const int rows = static_cast<int>(std::min<int64_t>(kBlockM, sq - m0));
         load_tile<T, kBlockM, kD, kLd, kThreads>(q_s, q + ((q_begin + m0) * p.heads_q + h) * dim, p.heads_q * dim,
                                                  rows, dim);
         load_tile<T, kBlockM, kD, kLd, kThreads>(do_s, d_out + ((q_begin + m0) * p.heads_q + h) * dim,
@@ -435,13 +440,15 @@ __global__ void __launch_bounds__(BackwardTiles<T, kD>::kThreads)
         zero(dp);
         warp_mma<kBlockM, false, false>(s, k_s + warp_row * kLd, kLd, q_s, kLd, dim16);
         warp_mma<kBlockM, false, false>(dp, v_s + warp_row * kLd, kLd, do_s, kLd, dim16);
+        // Causal: key_row − query_col ≤ diagonal (clamped: the difference lies in (−kBlockM, kBlockN)).
+        const int diagonal = static_cast<int>(std::clamp<int64_t>(m0 + shift - n0, -kBlockM - 1, kBlockN));
 #pragma unroll
         for (int j = 0; j < kBlockM / 8; ++j)
 #pragma unroll
           for (int e = 0; e < 4; ++e) {
             const int key_row = warp_row + g + 8 * (e / 2), query_col = 8 * j + 2 * t + e % 2;
-            const int64_t key = n0 + key_row, i = m0 + query_col;
-            const bool visible = key < sk && i < sq && (!p.causal || key <= i + shift);
+            const bool visible =
+                key_row < keys && query_col < rows && (!p.causal || key_row - query_col <= diagonal);
             // Select, not multiply: lse is −inf for queries that see no key.
             const float pr = visible ? exp2f(s[j][e] * scale_log2 - lse_s[query_col]) : 0.f;
             const float ds = pr * (dp[j][e] - delta_s[query_col]);
