@@ -79,8 +79,7 @@ __device__ __forceinline__ void mma_16816(float (&c)[4], const uint32_t (&a)[4],
 // B(k, n) is b[k·ldb + n] when kBRowMajor, else b[n·ldb + k]. For the 16-bit types all
 // row addresses must be 16-byte aligned (leading dimensions a multiple of 8 elements).
 template <int N, bool kATransposed, bool kBRowMajor, typename T>
-__device__ __forceinline__ void warp_mma(float (&acc)[N / 8][4], const T* a, int lda, const T* b, int ldb,
-                                         int k_size) {
+__device__ __forceinline__ void warp_mma(float (&acc)[N / 8][4], const T* a, int lda, const T* b, int ldb, int k_size) {
   static_assert(N % 16 == 0, "N must be a multiple of 16");
   const int lane = threadIdx.x % 32;
   if constexpr (sizeof(T) == 4) {
@@ -237,10 +236,10 @@ __global__ void __launch_bounds__(ForwardTiles<T, kD>::kThreads) attention_forwa
     for (int64_t n0 = 0; n0 < key_end; n0 += kBlockN) {
       __syncthreads();  // K/V/P of the previous key tile are no longer read
       const int keys = static_cast<int>(std::min<int64_t>(kBlockN, sk - n0));
-      load_tile<T, kBlockN, kD, kLd, kThreads>(k_s, k + ((k_begin + n0) * p.heads_kv + hk) * dim,
-                                               p.heads_kv * dim, keys, dim);
-      load_tile<T, kBlockN, kD, kLd, kThreads>(v_s, v + ((k_begin + n0) * p.heads_kv + hk) * dim,
-                                               p.heads_kv * dim, keys, dim);
+      load_tile<T, kBlockN, kD, kLd, kThreads>(k_s, k + ((k_begin + n0) * p.heads_kv + hk) * dim, p.heads_kv * dim,
+                                               keys, dim);
+      load_tile<T, kBlockN, kD, kLd, kThreads>(v_s, v + ((k_begin + n0) * p.heads_kv + hk) * dim, p.heads_kv * dim,
+                                               keys, dim);
       __syncthreads();
 
       float s[kBlockN / 8][4];
@@ -410,10 +409,10 @@ __global__ void __launch_bounds__(BackwardTiles<T, kD>::kThreads)
     const int64_t first_query = p.causal ? std::max<int64_t>(0, n0 - shift) : 0;
 
     __syncthreads();  // the previous item's readers of the tiles are done
-    load_tile<T, kBlockN, kD, kLd, kThreads>(k_s, k + ((k_begin + n0) * p.heads_kv + hk) * dim, p.heads_kv * dim,
-                                             keys, dim);
-    load_tile<T, kBlockN, kD, kLd, kThreads>(v_s, v + ((k_begin + n0) * p.heads_kv + hk) * dim, p.heads_kv * dim,
-                                             keys, dim);
+    load_tile<T, kBlockN, kD, kLd, kThreads>(k_s, k + ((k_begin + n0) * p.heads_kv + hk) * dim, p.heads_kv * dim, keys,
+                                             dim);
+    load_tile<T, kBlockN, kD, kLd, kThreads>(v_s, v + ((k_begin + n0) * p.heads_kv + hk) * dim, p.heads_kv * dim, keys,
+                                             dim);
 
     float dk[kD / 8][4], dv[kD / 8][4];
     zero(dk);
@@ -423,10 +422,10 @@ __global__ void __launch_bounds__(BackwardTiles<T, kD>::kThreads)
       for (int64_t m0 = first_query / kBlockM * kBlockM; m0 < sq; m0 += kBlockM) {
         __syncthreads();  // the previous query tile is no longer read (and K/V are stored)
         const int rows = static_cast<int>(std::min<int64_t>(kBlockM, sq - m0));
-        load_tile<T, kBlockM, kD, kLd, kThreads>(q_s, q + ((q_begin + m0) * p.heads_q + h) * dim, p.heads_q * dim,
+        load_tile<T, kBlockM, kD, kLd, kThreads>(q_s, q + ((q_begin + m0) * p.heads_q + h) * dim, p.heads_q * dim, rows,
+                                                 dim);
+        load_tile<T, kBlockM, kD, kLd, kThreads>(do_s, d_out + ((q_begin + m0) * p.heads_q + h) * dim, p.heads_q * dim,
                                                  rows, dim);
-        load_tile<T, kBlockM, kD, kLd, kThreads>(do_s, d_out + ((q_begin + m0) * p.heads_q + h) * dim,
-                                                 p.heads_q * dim, rows, dim);
         for (int r = threadIdx.x; r < kBlockM; r += kThreads) {
           const bool valid = r < rows;
           lse_s[r] = valid ? p.lse[lse_index(p, it.b, h, m0 + r)] * kLog2e : 0.f;
@@ -447,8 +446,7 @@ __global__ void __launch_bounds__(BackwardTiles<T, kD>::kThreads)
 #pragma unroll
           for (int e = 0; e < 4; ++e) {
             const int key_row = warp_row + g + 8 * (e / 2), query_col = 8 * j + 2 * t + e % 2;
-            const bool visible =
-                key_row < keys && query_col < rows && (!p.causal || key_row - query_col <= diagonal);
+            const bool visible = key_row < keys && query_col < rows && (!p.causal || key_row - query_col <= diagonal);
             // Select, not multiply: lse is −inf for queries that see no key.
             const float pr = visible ? exp2f(s[j][e] * scale_log2 - lse_s[query_col]) : 0.f;
             const float ds = pr * (dp[j][e] - delta_s[query_col]);
@@ -529,8 +527,7 @@ void launch_forward(const AttentionProblem& p, cudaStream_t stream) {
   const int64_t items = p.batch * p.heads_q * ((p.max_seqlen_q + Tiles::kBlockM - 1) / Tiles::kBlockM);
   if (items == 0) return;
   prepare_shared(attention_forward_kernel<T, kD>, Tiles::kSharedBytes, "attention_forward");
-  attention_forward_kernel<T, kD>
-      <<<grid_blocks(items, 2147483647), Tiles::kThreads, Tiles::kSharedBytes, stream>>>(p);
+  attention_forward_kernel<T, kD><<<grid_blocks(items, 2147483647), Tiles::kThreads, Tiles::kSharedBytes, stream>>>(p);
   check_launch("attention_forward");
 }
 
@@ -562,13 +559,14 @@ void backward_typed(const AttentionProblem& p, float* workspace, cudaStream_t st
   float* dq_accum = sizeof(T) == 4 ? static_cast<float*>(p.dq) : workspace;
   if (dq_count > 0) {
     cudaError_t err = cudaMemsetAsync(dq_accum, 0, static_cast<size_t>(dq_count) * sizeof(float), stream);
-    if (err != cudaSuccess) fail(ErrorCode::Cuda, "attention_backward: cudaMemsetAsync failed: ", cudaGetErrorString(err));
+    if (err != cudaSuccess)
+      fail(ErrorCode::Cuda, "attention_backward: cudaMemsetAsync failed: ", cudaGetErrorString(err));
   }
 
   const int64_t delta_rows = p.batch * p.heads_q * p.max_seqlen_q;
   if (delta_rows > 0) {
-    attention_delta_kernel<T><<<grid_blocks((delta_rows + kDeltaWarps - 1) / kDeltaWarps, 1 << 20),
-                                32 * kDeltaWarps, 0, stream>>>(p);
+    attention_delta_kernel<T>
+        <<<grid_blocks((delta_rows + kDeltaWarps - 1) / kDeltaWarps, 1 << 20), 32 * kDeltaWarps, 0, stream>>>(p);
     check_launch("attention_delta");
   }
 
@@ -579,11 +577,13 @@ void backward_typed(const AttentionProblem& p, float* workspace, cudaStream_t st
   else
     launch_backward<T, 256>(p, dq_accum, stream);
 
-  if (sizeof(T) != 4 && dq_count > 0) {
-    constexpr int kThreads = 256;
-    store_converted_kernel<T><<<grid_blocks((dq_count + kThreads - 1) / kThreads, 1 << 20), kThreads, 0, stream>>>(
-        static_cast<T*>(p.dq), dq_accum, dq_count);
-    check_launch("attention_backward dq conversion");
+  if constexpr (sizeof(T) != 4) {
+    if (dq_count > 0) {
+      constexpr int kThreads = 256;
+      store_converted_kernel<T><<<grid_blocks((dq_count + kThreads - 1) / kThreads, 1 << 20), kThreads, 0, stream>>>(
+          static_cast<T*>(p.dq), dq_accum, dq_count);
+      check_launch("attention_dq_convert");
+    }
   }
 }
 
