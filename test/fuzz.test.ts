@@ -20,6 +20,11 @@ describe('bad-argument fuzzing of the native entry points', () => {
     const half = engine.full([2, 2], 'bf16', 1);
     const ints = engine.full([3], 'i32', 4);
     const foreign = other.randn([3, 2], 'f32');
+    const qkv = engine.randn([1, 2, 1, 8], 'f32');
+    const patches = engine.randn([1, 2, 2, 2], 'f32');
+    const targets = engine.full([2], 'i32', 1);
+    const vector = engine.randn([2], 'f32');
+    const params = { lnWeight: engine.randn([8], 'f32'), lnBias: vector, w1: engine.randn([3, 8], 'f32'), b1: engine.randn([3], 'f32'), w2: square, b2: engine.randn([3], 'f32') };
     const disposed = engine.randn([3, 2], 'f32');
     disposed.dispose();
     const hostile = new Proxy({}, { get() { throw new Error('hostile getter'); } });
@@ -34,11 +39,16 @@ describe('bad-argument fuzzing of the native entry points', () => {
       new Float32Array(6), new Float64Array(6), new Int32Array(6), new Uint8Array(6), new Float32Array(0),
       new ArrayBuffer(8), { transA: true }, { transA: 'yes' }, { transB: 1 }, hostile,
       Object.create((good as object).constructor.prototype), engine, good, square, half, ints, foreign, disposed,
+      qkv, patches, targets, vector, params, { ...params, w1: half }, { ...params, b2: disposed },
+      { causal: true }, { scale: -0 }, { cuSeqlensQ: [0, 2], cuSeqlensK: [0, 2] }, { cuSeqlensQ: new Int32Array([0, 3, 1]) },
+      { cuSeqlensQ: [0, 1.5] }, { temperature: 0 }, { temperature: -1 }, { chunk: 0 }, { chunk: 2 ** 40 }, { eps: 0 },
+      { eps: 1e-5 }, { bias: vector }, { bias: good }, { activation: 'gelu' }, { activation: 'tanh' }, { typo: 1 },
     ];
 
     const tensorMethods = ['toArray', 'toArraySync', 'dispose'] as const;
     const engineMethods = [
-      'tensor', 'full', 'randn', 'memoryStats', 'resetPeakMemory', 'setCpuGemm', 'synchronize', 'synchronizeSync',
+      'tensor', 'full', 'randn', 'memoryStats', 'resetPeakMemory', 'setCpuGemm', 'setPoisonNewTensors', 'synchronize',
+      'synchronizeSync',
     ] as const;
     const tensorProto = Object.getPrototypeOf(good) as Record<string, unknown>;
     const engineProto = Object.getPrototypeOf(engine) as Record<string, unknown>;
@@ -49,7 +59,11 @@ describe('bad-argument fuzzing of the native entry points', () => {
     const entryPoints: Array<{ name: string; call: (args: unknown[]) => unknown; wrongReceiver?: boolean }> = [
       { name: 'devices', call: (args) => (addon.devices as (...a: unknown[]) => unknown)(...args) },
       { name: 'buildInfo', call: (args) => (addon.buildInfo as (...a: unknown[]) => unknown)(...args) },
-      { name: 'matmul', call: (args) => (addon.matmul as (...a: unknown[]) => unknown)(...args) },
+      ...(['matmul', 'attention', 'attentionBackward', 'connector', 'connectorBackward', 'tokenStats', 'tokenStatsBackward',
+        'linearTokenStats', 'linearTokenStatsBackward'] as const).map((op) => ({
+        name: op,
+        call: (args: unknown[]) => (addon[op] as (...a: unknown[]) => unknown)(...args),
+      })),
       { name: 'new EngineHandle', call: (args) => new (addon.EngineHandle as new (...a: unknown[]) => unknown)(...args) },
       { name: 'new TensorHandle', call: (args) => new (addon.TensorHandle as unknown as new (...a: unknown[]) => unknown)(...args) },
       ...engineMethods.map((m) => ({ name: `engine.${m}`, call: (args: unknown[]) => (engine[m] as (...a: unknown[]) => unknown)(...args) })),
