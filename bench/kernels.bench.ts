@@ -33,6 +33,22 @@ native().measureCpuPeakGflops(0.3);
 const cpuPeak = Math.max(...Array.from({ length: 4 }, () => native().measureCpuPeakGflops(0.3)));
 console.log(`measured fp32 FMA peak (all threads): ${cpuPeak.toFixed(1)} GFLOP/s`);
 
+// Memory-bound ops are rated against a measured copy: bytes read + written per second by a
+// 256 MiB typed-array copy (one thread; best of five), the rate a streaming kernel can hope for.
+function measureCopyGBps(): number {
+  const src = new Float64Array(32 * 2 ** 20).fill(1);
+  const dst = new Float64Array(src.length);
+  let best = Infinity;
+  for (let i = 0; i < 5; i++) {
+    const t0 = performance.now();
+    dst.set(src);
+    best = Math.min(best, performance.now() - t0);
+  }
+  return (2 * src.byteLength) / (best * 1e6);
+}
+const cpuCopy = measureCopyGBps();
+console.log(`measured copy bandwidth (read + write, one thread): ${cpuCopy.toFixed(1)} GB/s`);
+
 // Nominal dense peaks of common data-centre GPUs (GFLOP/s, GB/s), for "% of limit".
 const GPU_CEILINGS: Array<[RegExp, Ceilings]> = [
   [/H100/, { gflops: { f32: 67_000, bf16: 989_000, f16: 989_000 }, gbps: 3350, source: 'H100 SXM datasheet' }],
@@ -41,7 +57,7 @@ const GPU_CEILINGS: Array<[RegExp, Ceilings]> = [
 ];
 
 const rows: Row[] = [];
-const targets = [{ id: 'cpu', ceilings: { gflops: { f32: cpuPeak }, source: 'measured FMA peak' } as Ceilings, full: fullOnCpu }];
+const targets = [{ id: 'cpu', ceilings: { gflops: { f32: cpuPeak }, gbps: cpuCopy, source: 'measured FMA peak and copy bandwidth' } as Ceilings, full: fullOnCpu }];
 for (const gpu of devices().filter((d) => d.kind === 'cuda')) {
   const ceilings = GPU_CEILINGS.find(([pattern]) => pattern.test(gpu.name))?.[1] ?? { gflops: {}, source: 'unknown GPU' };
   targets.push({ id: gpu.id, ceilings, full: true });
@@ -70,14 +86,14 @@ if (process.argv.includes('--save')) {
   const gpus = devices().filter((d) => d.kind === 'cuda').map((d) => d.name);
   const machine = gpus.length ? gpus[0]!.replace(/[^A-Za-z0-9]+/g, '-') : `cpu-${cpus().length}core`;
   const command = `${fullOnCpu ? 'R1V_BENCH_FULL=1 ' : ''}npm run bench:kernels -- --save${only ? ` --only=${only}` : ''}`;
-  const record = { date, commit, command, cpu: cpu.name, threads: info.threads, isa: info.cpuIsa, blas: info.blas, gpus, cpuPeakGflops: cpuPeak, rows };
+  const record = { date, commit, command, cpu: cpu.name, threads: info.threads, isa: info.cpuIsa, blas: info.blas, gpus, cpuPeakGflops: cpuPeak, cpuCopyGBps: cpuCopy, rows };
   const base = `bench/results/kernels-${machine}-${date.slice(0, 10)}`;
   mkdirSync('bench/results', { recursive: true });
   writeFileSync(`${base}.json`, JSON.stringify(record, null, 2) + '\n');
   const table = [
     `# Kernel benchmarks — ${date.slice(0, 10)}`,
     '',
-    `- CPU: ${cpu.name}, ${info.threads} threads, ISA ${info.cpuIsa}; measured fp32 FMA peak ${cpuPeak.toFixed(1)} GFLOP/s`,
+    `- CPU: ${cpu.name}, ${info.threads} threads, ISA ${info.cpuIsa}; measured fp32 FMA peak ${cpuPeak.toFixed(1)} GFLOP/s; measured copy ${cpuCopy.toFixed(1)} GB/s (read + write, one thread)`,
     `- GPUs: ${gpus.join(', ') || 'none'}`,
     `- commit ${commit}; command: \`${command}\``,
     '',
