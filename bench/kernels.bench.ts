@@ -3,7 +3,7 @@
 //   npm run bench:kernels                       reduced CPU shapes (a 2-core machine finishes in minutes)
 //   R1V_BENCH_FULL=1 npm run bench:kernels      the full shapes on the CPU too
 //   npm run bench:kernels -- --only=attention   one op family (matmul, attention, connector, token_stats)
-//   npm run bench:kernels -- --save             also writes bench/results/kernels-<machine>-<date>.{json,md}
+//   npm run bench:kernels -- --save             also writes bench/results/kernels[-<only>]-<machine>-<date>.{json,md}
 import { execSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
@@ -87,7 +87,7 @@ if (process.argv.includes('--save')) {
   const machine = gpus.length ? gpus[0]!.replace(/[^A-Za-z0-9]+/g, '-') : `cpu-${cpus().length}core`;
   const command = `${fullOnCpu ? 'R1V_BENCH_FULL=1 ' : ''}npm run bench:kernels -- --save${only ? ` --only=${only}` : ''}`;
   const record = { date, commit, command, cpu: cpu.name, threads: info.threads, isa: info.cpuIsa, blas: info.blas, gpus, cpuPeakGflops: cpuPeak, cpuCopyGBps: cpuCopy, rows };
-  const base = `bench/results/kernels-${machine}-${date.slice(0, 10)}`;
+  const base = `bench/results/kernels${only ? `-${only}` : ''}-${machine}-${date.slice(0, 10)}`;
   mkdirSync('bench/results', { recursive: true });
   writeFileSync(`${base}.json`, JSON.stringify(record, null, 2) + '\n');
   const table = [
