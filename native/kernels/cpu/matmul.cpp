@@ -160,7 +160,9 @@ inline void write_tile_part(const float* tile, float* d, int64_t ldd, bool add, 
 
 // MR rows × 32 columns = 2·MR zmm accumulators (28 of 32 for MR = 14); per k step: two
 // loads of B, MR broadcasts of A, 2·MR FMAs, so the FMA units rather than loads bound it.
-template <int MR>
+// A's micro-panel holds A_STRIDE floats per k step: a last, short row block (M = 256 is
+// 18 tiles of 14 and 4 rows) runs with MR < A_STRIDE instead of computing padding rows.
+template <int MR, int A_STRIDE = MR>
 __attribute__((target("avx512f"))) void kernel_avx512(int64_t kc, const float* __restrict a, const float* __restrict b,
                                                       int64_t b_stride, float* c, int64_t ldc, bool accumulate,
                                                       int m_valid, int n_valid, const TileEpilogue* ep) {
@@ -188,7 +190,7 @@ __attribute__((target("avx512f"))) void kernel_avx512(int64_t kc, const float* _
       c0[r] = _mm512_fmadd_ps(ar, b0, c0[r]);
       c1[r] = _mm512_fmadd_ps(ar, b1, c1[r]);
     }
-    a += MR;
+    a += A_STRIDE;
     b += b_stride;
   }
   if (ep) {
@@ -418,7 +420,8 @@ __attribute__((target("avx512f"))) void transpose_into_panel_avx512(const float*
 // MC·KC·4 bytes (the packed A block) should stay in L2 and KC·NC·4 (the packed B block)
 // in L3; the B micro-panel (KC·NR·4) is reused by every A micro-panel of the block. KC
 // and MC were tuned on Zen 5 (48 KiB L1, 1 MiB L2): a deep KC halves the passes over C.
-// transpose_a / transpose_b pack non-transposed A and transposed B (strided gathers).
+// transpose_a / transpose_b pack non-transposed A and transposed B (strided gathers);
+// kernel(rows) is the micro-kernel for a row block of `rows` ≤ MR valid rows.
 #if defined(__x86_64__)
 struct Avx512Shape {
   static constexpr int MR = 14, NR = 32;
@@ -428,6 +431,18 @@ struct Avx512Shape {
   }
   static void transpose_b(const float* const* cols, int valid, int64_t kc, float* dst) {
     transpose_into_panel_avx512<NR>(cols, valid, kc, dst);
+  }
+  // A short row block runs the kernel for its row count rounded up to even, not for MR.
+  static MicroKernel kernel(int rows) {
+    switch ((rows + 1) / 2) {
+      case 1: return &kernel_avx512<2, MR>;
+      case 2: return &kernel_avx512<4, MR>;
+      case 3: return &kernel_avx512<6, MR>;
+      case 4: return &kernel_avx512<8, MR>;
+      case 5: return &kernel_avx512<10, MR>;
+      case 6: return &kernel_avx512<12, MR>;
+      default: return &kernel_avx512<MR>;
+    }
   }
 };
 struct Avx2Shape {
@@ -439,6 +454,7 @@ struct Avx2Shape {
   static void transpose_b(const float* const* cols, int valid, int64_t kc, float* dst) {
     transpose_into_panel<NR>(cols, valid, kc, dst);
   }
+  static MicroKernel kernel(int) { return &kernel_avx2_6x16; }
 };
 #endif
 struct GenericShape {
@@ -450,6 +466,7 @@ struct GenericShape {
   static void transpose_b(const float* const* cols, int valid, int64_t kc, float* dst) {
     transpose_into_panel<NR>(cols, valid, kc, dst);
   }
+  static MicroKernel kernel(int) { return &kernel_generic<MR, NR>; }
 };
 
 // dst ← ceil(n/W) micro-panels, each [kc][W], from W-wide runs of the rows src + k·ld
@@ -614,7 +631,7 @@ void epilogue_rows(const Operands& op, const float* product, int64_t m0, int64_t
 // C[m0:m1, n0:n1] = op(A)[m0:m1, :] · op(B)[:, n0:n1] with the epilogue, serially on the
 // calling thread.
 template <class Shape>
-void gemm_region(const Operands& op, MicroKernel kernel, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+void gemm_region(const Operands& op, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
   constexpr int MR = Shape::MR, NR = Shape::NR;
   const int64_t m = m1 - m0, n = n1 - n0, k = op.k;
   if (m <= 0 || n <= 0) return;
@@ -708,7 +725,7 @@ void gemm_region(const Operands& op, MicroKernel kernel, int64_t m0, int64_t m1,
               ep = TileEpilogue{op.bias ? op.bias + col : nullptr, op.pre ? op.pre + row * op.ldc + col : nullptr,
                                 op.c + row * op.ldc + col, op.ldc, op.activation, final_accumulate};
             }
-            kernel(kc, packed_a + ir * kc, b_panel, b_stride, partial_at(row, col), ldp, add, m_valid, n_valid,
+            Shape::kernel(m_valid)(kc, packed_a + ir * kc, b_panel, b_stride, partial_at(row, col), ldp, add, m_valid, n_valid,
                    last && use_epilogue ? &ep : nullptr);
           }
         }
@@ -768,7 +785,7 @@ Operands operands_of(const GemmProblem& p, int64_t i) {
 }
 
 template <class Shape>
-void gemm_batched(const GemmProblem& p, MicroKernel kernel) {
+void gemm_batched(const GemmProblem& p) {
   constexpr int MR = Shape::MR, NR = Shape::NR;
   ThreadPool& pool = ThreadPool::global();
   const double flops = 2.0 * double(p.batch) * double(p.m) * double(p.n) * double(std::max<int64_t>(p.k, 1));
@@ -793,7 +810,7 @@ void gemm_batched(const GemmProblem& p, MicroKernel kernel) {
       const int64_t m1 = std::min(p.m, m_tiles * (pr + 1) / grid.rows * MR);
       const int64_t n0 = std::min(p.n, n_tiles * pc / grid.cols * NR);
       const int64_t n1 = std::min(p.n, n_tiles * (pc + 1) / grid.cols * NR);
-      gemm_region<Shape>(operands_of(p, i), kernel, m0, m1, n0, n1);
+      gemm_region<Shape>(operands_of(p, i), m0, m1, n0, n1);
     }
   };
   if (active == 1) {
@@ -812,14 +829,14 @@ void gemm_builtin(const GemmProblem& p) {
   switch (gemm_isa()) {
 #if defined(__x86_64__)
     case GemmIsa::Avx512:
-      gemm_batched<Avx512Shape>(p, &kernel_avx512<Avx512Shape::MR>);
+      gemm_batched<Avx512Shape>(p);
       return;
     case GemmIsa::Avx2:
-      gemm_batched<Avx2Shape>(p, &kernel_avx2_6x16);
+      gemm_batched<Avx2Shape>(p);
       return;
 #endif
     default:
-      gemm_batched<GenericShape>(p, &kernel_generic<GenericShape::MR, GenericShape::NR>);
+      gemm_batched<GenericShape>(p);
       return;
   }
 }
