@@ -129,8 +129,12 @@ Tensor Tensor::empty(const std::shared_ptr<Context>& ctx, const Shape& shape, DT
     } else {
 #if R1V_WITH_CUDA
       // In stream order: now when called from work on the stream, else as queued work.
+      // Checked: an unchecked failure stays the runtime's last error and the next
+      // check_launch would blame an unrelated kernel for it.
       auto poison = [t] {
-        cudaMemsetAsync(t.data(), 0xFF, t.nbytes(), static_cast<cudaStream_t>(t.context()->stream().cuda_stream()));
+        cudaError_t err =
+            cudaMemsetAsync(t.data(), 0xFF, t.nbytes(), static_cast<cudaStream_t>(t.context()->stream().cuda_stream()));
+        if (err != cudaSuccess) fail(ErrorCode::Cuda, "poisoning a new tensor failed: ", cudaGetErrorString(err));
       };
       if (ctx->stream().on_stream_thread()) {
         poison();
