@@ -3,3 +3,9 @@ export { devices, buildInfo, type DeviceInfo, type CpuDeviceInfo, type CudaDevic
 export { Engine, type EngineOptions, type MemoryStats, type CpuGemmBackend } from './engine.js';
 export { Tensor, type DType, type FloatDType, type HostArray } from './tensor.js';
 export * as ops from './ops.js';
+export {
+  SafetensorsFile, Checkpoint, openCheckpoint, writeSafetensors, writeCheckpoint,
+  bf16ToF32, f32ToBf16, f16ToF32, f32ToF16, toFloat32, SINGLE_FILE, INDEX_FILE,
+  type SafetensorsDType, type SafetensorsTensor, type SafetensorsData, type SafetensorsEntry,
+  type SafetensorsSource, type SafetensorsWriteTensor, type WriteCheckpointOptions,
+} from './safetensors.js';
