@@ -15,13 +15,15 @@ namespace {
 constexpr int64_t kGrain = 4096;
 
 // y[i] = g[i]·u[i]·σ(g[i]) = g[i]·u[i] / (1 + e[i]) with e[i] = exp(−g[i]) already in y.
-R1V_VECTOR_CLONES void gate_times_up(const float* g, const float* u, float* y, int64_t n) {
+R1V_VECTOR_CLONES void gate_times_up(const float* __restrict__ g, const float* __restrict__ u, float* __restrict__ y,
+                                     int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] = g[i] * u[i] / (1.f + y[i]);
 }
 
 // With e[i] = exp(−g[i]) already in d_gate: s = σ(g), dUp = dY·g·s, dGate = dY·u·s·(1 + g·(1 − s)).
-R1V_VECTOR_CLONES void gate_gradients(const float* g, const float* u, const float* dy, float* d_gate, float* d_up,
-                                      int64_t n) {
+R1V_VECTOR_CLONES void gate_gradients(const float* __restrict__ g, const float* __restrict__ u,
+                                      const float* __restrict__ dy, float* __restrict__ d_gate,
+                                      float* __restrict__ d_up, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     const float s = 1.f / (1.f + d_gate[i]);
     d_up[i] = dy[i] * g[i] * s;
