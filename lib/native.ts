@@ -116,6 +116,12 @@ export interface NativeAddon {
     hidden: NativeTensor, weight: NativeTensor, targets: NativeTensor, dLogprobs: NativeTensor, dEntropy: NativeTensor,
     options?: NativeLinearTokenStatsOptions,
   ): { dHidden: NativeTensor; dWeight: NativeTensor };
+  rope(x: NativeTensor, positions: NativeTensor, options: { theta: number }): NativeTensor;
+  ropeBackward(dY: NativeTensor, positions: NativeTensor, options: { theta: number }): NativeTensor;
+  swiglu(gate: NativeTensor, up: NativeTensor): NativeTensor;
+  swigluBackward(gate: NativeTensor, up: NativeTensor, dY: NativeTensor): { dGate: NativeTensor; dUp: NativeTensor };
+  embedding(ids: NativeTensor, table: NativeTensor): NativeTensor;
+  embeddingBackward(ids: NativeTensor, dY: NativeTensor, vocab: number): NativeTensor;
   measureCpuPeakGflops(seconds: number): number;
 }
 

@@ -9,12 +9,16 @@ namespace r1v {
 enum DeviceErrorCode : int {
   kDeviceErrorNone = 0,
   kDeviceErrorTargetOutOfRange = 1,  // a target id outside [0, V) in tokenStats / linearTokenStats
+  kDeviceErrorIdOutOfRange = 2,      // a token id outside [0, V) in embedding / embeddingBackward
 };
 
 inline const char* device_error_message(int code) {
   switch (code) {
     case kDeviceErrorTargetOutOfRange:
       return "targets: a target id is outside [0, V) (found by the CUDA kernel; the affected outputs are NaN)";
+    case kDeviceErrorIdOutOfRange:
+      return "ids: a token id is outside [0, V) (found by the CUDA embedding kernel; the affected rows are NaN, "
+             "or missing from dTable)";
     default:
       return "a CUDA kernel reported invalid input data";
   }
