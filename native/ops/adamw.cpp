@@ -131,6 +131,8 @@ void adamw_step(const std::vector<AdamWGroup>& groups, const AdamWOptions& optio
   c.beta1 = static_cast<float>(options.beta1);
   c.beta2 = static_cast<float>(options.beta2);
   c.eps = static_cast<float>(options.eps);
+  c.one_minus_beta1 = static_cast<float>(1 - options.beta1);
+  c.one_minus_beta2 = static_cast<float>(1 - options.beta2);
   c.step_size = static_cast<float>(options.lr / (1 - std::pow(options.beta1, options.step)));
   c.inv_sqrt_bc2 = static_cast<float>(1 / std::sqrt(1 - std::pow(options.beta2, options.step)));
   c.grad_scale = static_cast<float>(options.grad_scale);

@@ -55,6 +55,7 @@ struct AdamWTensors {
 // The per-step constants, computed in f64 on the host.
 struct AdamWConstants {
   float lr, beta1, beta2, eps;
+  float one_minus_beta1, one_minus_beta2;  // from f64: 1 − f32(0.999) is 1.3e-5 off
   float step_size;         // lr / (1 − β1^step)
   float inv_sqrt_bc2;      // 1 / √(1 − β2^step)
   float grad_scale;        // the number; a scale tensor multiplies it in the kernel

@@ -21,11 +21,10 @@ void update(const AdamWTensors& t, int64_t begin, int64_t n, const AdamWConstant
   float* v = t.v + begin;
   float* weights = (t.master ? t.master : static_cast<float*>(t.param)) + begin;
   const float decay = 1.f - c.lr * t.weight_decay;
-  const float one_minus_beta1 = 1.f - c.beta1, one_minus_beta2 = 1.f - c.beta2;
   for (int64_t i = 0; i < n; ++i) {
     float g = grad[i] * scale;
-    float mi = c.beta1 * m[i] + one_minus_beta1 * g;
-    float vi = c.beta2 * v[i] + one_minus_beta2 * g * g;
+    float mi = c.beta1 * m[i] + c.one_minus_beta1 * g;
+    float vi = c.beta2 * v[i] + c.one_minus_beta2 * g * g;
     m[i] = mi;
     v[i] = vi;
     weights[i] = weights[i] * decay - c.step_size * mi / (std::sqrt(vi) * c.inv_sqrt_bc2 + c.eps);

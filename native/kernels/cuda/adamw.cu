@@ -38,8 +38,8 @@ __device__ void update_block(const DeviceGroup& g, int64_t begin, const AdamWCon
   const int64_t end = min(begin + kBlockElements, g.numel);
   for (int64_t i = begin + threadIdx.x; i < end; i += kThreads) {
     float gi = to_float(grad[i]) * scale;
-    float mi = c.beta1 * g.m[i] + (1.f - c.beta1) * gi;
-    float vi = c.beta2 * g.v[i] + (1.f - c.beta2) * gi * gi;
+    float mi = c.beta1 * g.m[i] + c.one_minus_beta1 * gi;
+    float vi = c.beta2 * g.v[i] + c.one_minus_beta2 * gi * gi;
     g.m[i] = mi;
     g.v[i] = vi;
     float w = g.master ? g.master[i] : to_float(param[i]);
