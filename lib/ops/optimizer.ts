@@ -49,7 +49,7 @@ const GROUP_KEYS = ['param', 'grad', 'm', 'v', 'master', 'weightDecay'] as const
 /**
  * Σ over every element of every tensor of x², as f32 [1]: the squared global gradient norm
  * (norm = √ of it). Any float dtype the device computes in (CPU f32; CUDA f32, bf16, f16), all
- * on one engine, at least one tensor. Accumulated in f64 (f32 within a CUDA thread), in a fixed
+ * on one engine, at least one tensor. Accumulated in f64 (in f32 within each CUDA block), in a fixed
  * order: the same inputs give the same bits whatever the thread count.
  */
 export function sumOfSquares(tensors: readonly Tensor<FloatDType>[]): Tensor<'f32'> {
