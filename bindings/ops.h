@@ -16,6 +16,7 @@ void register_attention_ops(Napi::Env env, Napi::Object exports);    // op_atten
 void register_connector_ops(Napi::Env env, Napi::Object exports);    // op_connector.cpp
 void register_token_stats_ops(Napi::Env env, Napi::Object exports);  // op_token_stats.cpp
 void register_elementwise_ops(Napi::Env env, Napi::Object exports);  // op_elementwise.cpp
+void register_optimizer_ops(Napi::Env env, Napi::Object exports);    // op_optimizer.cpp
 
 // A tensor option (a TensorHandle), or nullopt when absent/undefined.
 std::optional<Tensor> read_tensor_option(const std::optional<Napi::Object>& options, const char* key, const char* fn);

@@ -84,6 +84,25 @@ export interface NativeLinearTokenStatsOptions {
   chunk?: number;
 }
 
+export interface NativeAdamWGroup {
+  param: NativeTensor;
+  grad: NativeTensor;
+  m: NativeTensor;
+  v: NativeTensor;
+  master?: NativeTensor;
+  weightDecay?: number;
+}
+
+export interface NativeAdamWOptions {
+  lr: number;
+  step: number;
+  beta1?: number;
+  beta2?: number;
+  eps?: number;
+  weightDecay?: number;
+  gradScale?: number | NativeTensor;
+}
+
 export interface NativeAddon {
   EngineHandle: new (device: string, seed: number) => NativeEngine;
   TensorHandle: abstract new (...args: never[]) => NativeTensor;
@@ -122,6 +141,8 @@ export interface NativeAddon {
   swigluBackward(gate: NativeTensor, up: NativeTensor, dY: NativeTensor): { dGate: NativeTensor; dUp: NativeTensor };
   embedding(ids: NativeTensor, table: NativeTensor): NativeTensor;
   embeddingBackward(ids: NativeTensor, dY: NativeTensor, vocab: number): NativeTensor;
+  sumOfSquares(tensors: NativeTensor[]): NativeTensor;
+  adamwStep(groups: NativeAdamWGroup[], options: NativeAdamWOptions): void;
   measureCpuPeakGflops(seconds: number): number;
 }
 

@@ -6,3 +6,4 @@ export * from './ops/attention.js';
 export * from './ops/connector.js';
 export * from './ops/token_stats.js';
 export * from './ops/elementwise.js';
+export * from './ops/optimizer.js';
