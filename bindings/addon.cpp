@@ -107,6 +107,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   register_attention_ops(env, exports);
   register_connector_ops(env, exports);
   register_token_stats_ops(env, exports);
+  register_norms_ops(env, exports);
   exports.Set("measureCpuPeakGflops", Napi::Function::New(env, measure_cpu_peak, "measureCpuPeakGflops"));
   return exports;
 }

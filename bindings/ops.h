@@ -15,6 +15,7 @@ void register_matmul_ops(Napi::Env env, Napi::Object exports);       // op_matmu
 void register_attention_ops(Napi::Env env, Napi::Object exports);    // op_attention.cpp
 void register_connector_ops(Napi::Env env, Napi::Object exports);    // op_connector.cpp
 void register_token_stats_ops(Napi::Env env, Napi::Object exports);  // op_token_stats.cpp
+void register_norms_ops(Napi::Env env, Napi::Object exports);        // op_norms.cpp
 
 // A tensor option (a TensorHandle), or nullopt when absent/undefined.
 std::optional<Tensor> read_tensor_option(const std::optional<Napi::Object>& options, const char* key, const char* fn);

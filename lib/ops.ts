@@ -5,3 +5,4 @@ export * from './ops/matmul.js';
 export * from './ops/attention.js';
 export * from './ops/connector.js';
 export * from './ops/token_stats.js';
+export * from './ops/norms.js';
