@@ -14,6 +14,7 @@ import { run as runAttention } from './kernels/attention.js';
 import { type BenchContext, type Ceilings, makeContext, type Row } from './kernels/common.js';
 import { run as runConnector } from './kernels/connector.js';
 import { run as runMatmul } from './kernels/matmul.js';
+import { run as runNorms } from './kernels/norms.js';
 import { run as runTokenStats } from './kernels/token_stats.js';
 
 const families: Record<string, (ctx: BenchContext) => Promise<void>> = {
@@ -21,6 +22,7 @@ const families: Record<string, (ctx: BenchContext) => Promise<void>> = {
   attention: runAttention,
   connector: runConnector,
   token_stats: runTokenStats,
+  norms: runNorms,
 };
 const only = process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length);
 if (only && !families[only]) throw new Error(`--only=${only}: known families are ${Object.keys(families).join(', ')}`);

@@ -191,7 +191,7 @@ for (const device of devs) {
           const direction = Float64Array.from(randomArray(v[input].length, next));
           const shifted = (sign: number) => ({ ...v, [input]: v[input].map((u, i) => u + sign * step * direction[i]!) });
           const numeric = (loss(shifted(1)) - loss(shifted(-1))) / (2 * step);
-          const engine = (await grad.toArray()).reduce((s, gi, i) => s + gi * direction[i]!, 0);
+          const engine = Array.from(await grad.toArray()).reduce((s, gi, i) => s + gi * direction[i]!, 0);
           assert.ok(Math.abs(engine - numeric) <= 1e-4 * Math.max(1, Math.abs(numeric)),
             `${JSON.stringify(shape)} ${name}: engine ${engine}, finite differences ${numeric}`);
         }
