@@ -43,16 +43,18 @@ template <typename Term>
 [[gnu::always_inline]] inline void forward_rows(const ForwardArgs& a, int64_t t0, int64_t t1) {
   const int64_t d = a.s.cols;
   const float inv_d = 1.f / static_cast<float>(d);
+  const float* __restrict w = a.w;
+  const float* __restrict b = a.b;
   for (int64_t t = t0; t < t1; ++t) {
-    const float* x = a.x + t * d;
-    float* y = a.y + t * d;
+    const float* __restrict x = a.x + t * d;
+    float* __restrict y = a.y + t * d;
     float mu = 0.f;
     if (a.mean) mu = lane_sum(d, [&](int64_t i) { return x[i]; }) * inv_d;
     const float r = 1.f / std::sqrt(lane_sum(d, [&](int64_t i) { return (x[i] - mu) * (x[i] - mu); }) * inv_d + a.s.eps);
-    if (a.b) {
-      for (int64_t i = 0; i < d; ++i) y[i] = (x[i] - mu) * r * a.w[i] + a.b[i];
+    if (b) {
+      for (int64_t i = 0; i < d; ++i) y[i] = (x[i] - mu) * r * w[i] + b[i];
     } else {
-      for (int64_t i = 0; i < d; ++i) y[i] = (x[i] - mu) * r * a.w[i];
+      for (int64_t i = 0; i < d; ++i) y[i] = (x[i] - mu) * r * w[i];
     }
     if (a.mean) a.mean[t] = mu;
     a.rstd[t] = r;
@@ -64,21 +66,22 @@ template <typename Term>
   const int64_t d = a.s.cols, blocks = norm_partial_blocks(a.s.rows);
   const int64_t t0 = blk * kNormRowsPerPartial, t1 = std::min(a.s.rows, t0 + kNormRowsPerPartial);
   const float inv_d = 1.f / static_cast<float>(d);
-  float* pw = a.workspace + blk * d;
-  float* pb = a.mean ? a.workspace + (blocks + blk) * d : nullptr;
+  const float* __restrict w = a.w;
+  float* __restrict pw = a.workspace + blk * d;
+  float* __restrict pb = a.mean ? a.workspace + (blocks + blk) * d : nullptr;
   std::fill_n(pw, d, 0.f);
   if (pb) std::fill_n(pb, d, 0.f);
   for (int64_t t = t0; t < t1; ++t) {
-    const float* x = a.x + t * d;
-    const float* dy = a.dy + t * d;
-    float* dx = a.dx + t * d;
+    const float* __restrict x = a.x + t * d;
+    const float* __restrict dy = a.dy + t * d;
+    float* __restrict dx = a.dx + t * d;
     const float mu = a.mean ? a.mean[t] : 0.f, r = a.rstd[t];
     for (int64_t i = 0; i < d; ++i) pw[i] += dy[i] * (x[i] - mu) * r;
     if (pb)
       for (int64_t i = 0; i < d; ++i) pb[i] += dy[i];
-    const float mean_gx = lane_sum(d, [&](int64_t i) { return dy[i] * a.w[i] * (x[i] - mu) * r; }) * inv_d;
-    const float mean_g = a.mean ? lane_sum(d, [&](int64_t i) { return dy[i] * a.w[i]; }) * inv_d : 0.f;
-    for (int64_t i = 0; i < d; ++i) dx[i] = r * (dy[i] * a.w[i] - mean_g - (x[i] - mu) * r * mean_gx);
+    const float mean_gx = lane_sum(d, [&](int64_t i) { return dy[i] * w[i] * (x[i] - mu) * r; }) * inv_d;
+    const float mean_g = pb ? lane_sum(d, [&](int64_t i) { return dy[i] * w[i]; }) * inv_d : 0.f;
+    for (int64_t i = 0; i < d; ++i) dx[i] = r * (dy[i] * w[i] - mean_g - (x[i] - mu) * r * mean_gx);
   }
 }
 
