@@ -32,8 +32,8 @@ Napi::Value rms_norm_op(const Napi::CallbackInfo& info) {
 Napi::Value rms_norm_backward_op(const Napi::CallbackInfo& info) {
   const char* fn = "rmsNormBackward";
   expect_count(info, 4, 4, fn);
-  RmsNormGradients g = rms_norm_backward(arg(info, 0, fn, "x"), arg(info, 1, fn, "weight"),
-                                         arg(info, 2, fn, "rstd"), arg(info, 3, fn, "dY"));
+  RmsNormGradients g = rms_norm_backward(arg(info, 0, fn, "x"), arg(info, 1, fn, "weight"), arg(info, 2, fn, "rstd"),
+                                         arg(info, 3, fn, "dY"));
   return tensor_object(info.Env(), {{"dx", g.dx}, {"dWeight", g.d_weight}});
 }
 
@@ -48,9 +48,9 @@ Napi::Value layer_norm_op(const Napi::CallbackInfo& info) {
 Napi::Value layer_norm_backward_op(const Napi::CallbackInfo& info) {
   const char* fn = "layerNormBackward";
   expect_count(info, 5, 5, fn);
-  LayerNormGradients g = layer_norm_backward(arg(info, 0, fn, "x"), arg(info, 1, fn, "weight"),
-                                             arg(info, 2, fn, "mean"), arg(info, 3, fn, "rstd"),
-                                             arg(info, 4, fn, "dY"));
+  LayerNormGradients g =
+      layer_norm_backward(arg(info, 0, fn, "x"), arg(info, 1, fn, "weight"), arg(info, 2, fn, "mean"),
+                          arg(info, 3, fn, "rstd"), arg(info, 4, fn, "dY"));
   return tensor_object(info.Env(), {{"dx", g.dx}, {"dWeight", g.d_weight}, {"dBias", g.d_bias}});
 }
 

@@ -107,6 +107,25 @@ for (const device of devs) {
     });
     after(() => e.dispose());
 
+    it('hand-computed rows: RMSNorm of [3, 4], LayerNorm of [1, 2, 3, 6]', async () => {
+      using x = e.tensor(new Float32Array([3, 4]), [1, 2]);
+      using w = e.tensor(new Float32Array([1, 2]), [2]);
+      const rms = ops.rmsNorm(x, w, { eps: 0.5 }); // mean(x²) = 12.5, + eps = 13
+      const r = 1 / Math.sqrt(13);
+      assert.ok(relativeError(await rms.y.toArray(), [3 * r, 8 * r]) < 1e-6);
+      assert.ok(relativeError(await rms.rstd.toArray(), [r]) < 1e-6);
+      using x4 = e.tensor(new Float32Array([1, 2, 3, 6]), [1, 1, 4]);
+      using ones = e.ones([4]);
+      using shift = e.full([4], 10);
+      const ln = ops.layerNorm(x4, ones, shift, { eps: 1e-6 }); // mean 3, biased variance 3.5
+      const s = 1 / Math.sqrt(3.5 + 1e-6);
+      assert.deepEqual(ln.mean.shape, [1, 1]);
+      assert.ok(relativeError(await ln.mean.toArray(), [3]) < 1e-6);
+      assert.ok(relativeError(await ln.rstd.toArray(), [s]) < 1e-6);
+      assert.ok(relativeError(await ln.y.toArray(), [-2, -1, 0, 3].map((v) => 10 + v * s)) < 1e-6);
+      [rms.y, rms.rstd, ln.y, ln.mean, ln.rstd].forEach((t) => t.dispose());
+    });
+
     for (const dtype of dtypes) {
       const tol = dtype === 'f32' ? 1e-4 : 2e-2;
       for (const kind of ['rmsNorm', 'layerNorm'] as const) {

@@ -86,8 +86,7 @@ void backward(Context& ctx, const NormShape& s, const Tensor& x, const Tensor& w
     if (d_bias) zero(ctx, *d_bias);
     return;
   }
-  Tensor workspace =
-      Tensor::empty(ctx.shared_from_this(), {norm_workspace_floats(s, d_bias ? 2 : 1)}, DType::F32);
+  Tensor workspace = Tensor::empty(ctx.shared_from_this(), {norm_workspace_floats(s, d_bias ? 2 : 1)}, DType::F32);
   auto* ws = static_cast<float*>(workspace.data());
   void* db = d_bias ? d_bias->data() : nullptr;
   const auto* r = static_cast<const float*>(rstd.data());
@@ -153,8 +152,7 @@ LayerNormGradients layer_norm_backward(const Tensor& x, const Tensor& weight, co
   LayerNormGradients g{Tensor::empty(ctx, x.shape(), s.dtype), Tensor::empty(ctx, weight.shape(), s.dtype),
                        Tensor::empty(ctx, weight.shape(), s.dtype)};
   enqueue_op(ctx, {x, weight, mean, rstd, dy}, {g.dx, g.d_weight, g.d_bias}, [x, weight, mean, rstd, dy, g, s] {
-    backward(*x.context(), s, x, weight, static_cast<const float*>(mean.data()), rstd, dy, g.dx, g.d_weight,
-             &g.d_bias);
+    backward(*x.context(), s, x, weight, static_cast<const float*>(mean.data()), rstd, dy, g.dx, g.d_weight, &g.d_bias);
   });
   return g;
 }

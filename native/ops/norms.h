@@ -44,7 +44,9 @@ struct NormShape {
 // result depends neither on the thread count nor on scheduling. Workspace size in floats:
 constexpr int64_t kNormRowsPerPartial = 64;
 inline int64_t norm_partial_blocks(int64_t rows) { return (rows + kNormRowsPerPartial - 1) / kNormRowsPerPartial; }
-inline int64_t norm_workspace_floats(const NormShape& s, int sums) { return sums * norm_partial_blocks(s.rows) * s.cols; }
+inline int64_t norm_workspace_floats(const NormShape& s, int sums) {
+  return sums * norm_partial_blocks(s.rows) * s.cols;
+}
 
 // The kernels of both backends, same contracts (CPU: f32; CUDA: f32/bf16/f16, f32 math).
 // mean == nullptr selects RMSNorm (no centring, bias and d_bias unused).

@@ -3,12 +3,13 @@
 // and portable code (picked from cpu_info().isa, like vec_math). Parameter gradients go
 // through per-block partials (blocks of kNormRowsPerPartial rows) added in block order, so
 // they do not depend on the thread count.
+#include "../../ops/norms.h"
+
 #include <algorithm>
 #include <cmath>
 
 #include "../../core/cpu_info.h"
 #include "../../core/thread_pool.h"
-#include "../../ops/norms.h"
 
 namespace r1v::cpu {
 
@@ -50,7 +51,8 @@ template <typename Term>
     float* __restrict y = a.y + t * d;
     float mu = 0.f;
     if (a.mean) mu = lane_sum(d, [&](int64_t i) { return x[i]; }) * inv_d;
-    const float r = 1.f / std::sqrt(lane_sum(d, [&](int64_t i) { return (x[i] - mu) * (x[i] - mu); }) * inv_d + a.s.eps);
+    const float r =
+        1.f / std::sqrt(lane_sum(d, [&](int64_t i) { return (x[i] - mu) * (x[i] - mu); }) * inv_d + a.s.eps);
     if (b) {
       for (int64_t i = 0; i < d; ++i) y[i] = (x[i] - mu) * r * w[i] + b[i];
     } else {
@@ -96,12 +98,12 @@ template <typename Term>
 }
 
 // The row loops compiled once per instruction set.
-#define R1V_NORM_VARIANT(suffix, target)                                                                         \
-  target void forward_rows_##suffix(const ForwardArgs& a, int64_t t0, int64_t t1) { forward_rows(a, t0, t1); }     \
-  target void backward_block_##suffix(const BackwardArgs& a, int64_t blk) { backward_block(a, blk); }               \
-  target void sum_partials_##suffix(const float* p, int64_t blocks, int64_t cols, float* dst, int64_t j0,       \
-                                    int64_t j1) {                                                               \
-    sum_partials(p, blocks, cols, dst, j0, j1);                                                                 \
+#define R1V_NORM_VARIANT(suffix, target)                                                                       \
+  target void forward_rows_##suffix(const ForwardArgs& a, int64_t t0, int64_t t1) { forward_rows(a, t0, t1); } \
+  target void backward_block_##suffix(const BackwardArgs& a, int64_t blk) { backward_block(a, blk); }          \
+  target void sum_partials_##suffix(const float* p, int64_t blocks, int64_t cols, float* dst, int64_t j0,      \
+                                    int64_t j1) {                                                              \
+    sum_partials(p, blocks, cols, dst, j0, j1);                                                                \
   }
 #if defined(__x86_64__)
 R1V_NORM_VARIANT(avx512, __attribute__((target("avx512f,avx2,fma"))))
@@ -129,25 +131,29 @@ const Variant& variant() {
 }
 
 void column_totals(const float* partials, int64_t blocks, int64_t cols, float* dst) {
-  ThreadPool::global().parallel_for(cols, 1024, [&](int64_t j0, int64_t j1) {
-    variant().sum_partials(partials, blocks, cols, dst, j0, j1);
-  });
+  ThreadPool::global().parallel_for(
+      cols, 1024, [&](int64_t j0, int64_t j1) { variant().sum_partials(partials, blocks, cols, dst, j0, j1); });
 }
 
 }  // namespace
 
 void norm_forward(const NormShape& s, const void* x, const void* weight, const void* bias, void* y, float* mean,
                   float* rstd) {
-  const ForwardArgs a{s,   static_cast<const float*>(x), static_cast<const float*>(weight), static_cast<const float*>(bias),
-                      static_cast<float*>(y), mean, rstd};
+  const ForwardArgs a{s,
+                      static_cast<const float*>(x),
+                      static_cast<const float*>(weight),
+                      static_cast<const float*>(bias),
+                      static_cast<float*>(y),
+                      mean,
+                      rstd};
   ThreadPool::global().parallel_for(s.rows, std::max<int64_t>(1, 16384 / s.cols),
                                     [&](int64_t t0, int64_t t1) { variant().forward_rows(a, t0, t1); });
 }
 
 void norm_backward(const NormShape& s, const void* x, const void* weight, const float* mean, const float* rstd,
                    const void* dy, void* dx, void* d_weight, void* d_bias, float* workspace) {
-  const BackwardArgs a{s,    static_cast<const float*>(x), static_cast<const float*>(weight),
-                       mean, rstd, static_cast<const float*>(dy), static_cast<float*>(dx), workspace};
+  const BackwardArgs a{s,    static_cast<const float*>(x),  static_cast<const float*>(weight), mean,
+                       rstd, static_cast<const float*>(dy), static_cast<float*>(dx),           workspace};
   const int64_t blocks = norm_partial_blocks(s.rows);
   ThreadPool::global().parallel_for(blocks, 1, [&](int64_t b0, int64_t b1) {
     for (int64_t blk = b0; blk < b1; ++blk) variant().backward_block(a, blk);

@@ -15,9 +15,9 @@ namespace r1v::cuda {
 namespace {
 
 constexpr int kMaxRowThreads = 512;
-constexpr int64_t kMaxRowBlocks = 1 << 20;  // row kernels loop over the rest
-constexpr int kColumnTile = 32;             // columns per column-sum block (one warp wide)
-constexpr int kColumnLanes = 8;             // warps per column-sum block, each taking every 8th row
+constexpr int64_t kMaxRowBlocks = 1 << 20;     // row kernels loop over the rest
+constexpr int kColumnTile = 32;                // columns per column-sum block (one warp wide)
+constexpr int kColumnLanes = 8;                // warps per column-sum block, each taking every 8th row
 constexpr int64_t kMaxPartialBlocksY = 65535;  // grid.y limit; the column kernel loops over the rest
 
 // About four elements per thread, a whole number of warps.
@@ -172,8 +172,8 @@ void norm_backward(const NormShape& s, const void* x, const void* weight, const 
     using T = decltype(tag);
     auto cs = static_cast<cudaStream_t>(stream);
     norm_backward_dx_kernel<T><<<row_blocks(s.rows), row_threads(s.cols), 0, cs>>>(
-        s.rows, s.cols, static_cast<const T*>(x), static_cast<const T*>(weight), mean, rstd,
-        static_cast<const T*>(dy), static_cast<T*>(dx));
+        s.rows, s.cols, static_cast<const T*>(x), static_cast<const T*>(weight), mean, rstd, static_cast<const T*>(dy),
+        static_cast<T*>(dx));
     check_launch(op);
 
     const int64_t partial_blocks = norm_partial_blocks(s.rows);
@@ -186,8 +186,8 @@ void norm_backward(const NormShape& s, const void* x, const void* weight, const 
     sum_partials_kernel<T><<<finish_blocks, 256, 0, cs>>>(workspace, partial_blocks, s.cols, static_cast<T*>(d_weight));
     check_launch(op);
     if (mean) {
-      sum_partials_kernel<T><<<finish_blocks, 256, 0, cs>>>(workspace + partial_blocks * s.cols, partial_blocks,
-                                                            s.cols, static_cast<T*>(d_bias));
+      sum_partials_kernel<T><<<finish_blocks, 256, 0, cs>>>(workspace + partial_blocks * s.cols, partial_blocks, s.cols,
+                                                            static_cast<T*>(d_bias));
       check_launch(op);
     }
   });
