@@ -2,7 +2,7 @@
 // the engine at the shapes that matter, on the CPU and on each CUDA device.
 //   npm run bench:kernels                       reduced CPU shapes (a 2-core machine finishes in minutes)
 //   R1V_BENCH_FULL=1 npm run bench:kernels      the full shapes on the CPU too
-//   npm run bench:kernels -- --only=attention   one op family (matmul, attention, connector, token_stats, elementwise, optimizer)
+//   npm run bench:kernels -- --only=attention   one op family (matmul, attention, connector, token_stats, elementwise, optimizer, norms)
 //   npm run bench:kernels -- --save             also writes bench/results/kernels[-<only>]-<machine>-<date>.{json,md}
 import { execSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -16,6 +16,7 @@ import { run as runConnector } from './kernels/connector.js';
 import { run as runElementwise } from './kernels/elementwise.js';
 import { run as runMatmul } from './kernels/matmul.js';
 import { run as runOptimizer } from './kernels/optimizer.js';
+import { run as runNorms } from './kernels/norms.js';
 import { run as runTokenStats } from './kernels/token_stats.js';
 
 const families: Record<string, (ctx: BenchContext) => Promise<void>> = {
@@ -25,6 +26,7 @@ const families: Record<string, (ctx: BenchContext) => Promise<void>> = {
   token_stats: runTokenStats,
   elementwise: runElementwise,
   optimizer: runOptimizer,
+  norms: runNorms,
 };
 const only = process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length);
 if (only && !families[only]) throw new Error(`--only=${only}: known families are ${Object.keys(families).join(', ')}`);

@@ -123,6 +123,16 @@ export interface NativeAddon {
   connectorBackward(
     x: NativeTensor, params: NativeConnectorParams, dY: NativeTensor, options?: { eps?: number },
   ): Record<'dx' | 'dLnWeight' | 'dLnBias' | 'dW1' | 'dB1' | 'dW2' | 'dB2', NativeTensor>;
+  rmsNorm(x: NativeTensor, weight: NativeTensor, options?: { eps?: number }): { y: NativeTensor; rstd: NativeTensor };
+  rmsNormBackward(
+    x: NativeTensor, weight: NativeTensor, rstd: NativeTensor, dY: NativeTensor,
+  ): { dx: NativeTensor; dWeight: NativeTensor };
+  layerNorm(
+    x: NativeTensor, weight: NativeTensor, bias: NativeTensor, options?: { eps?: number },
+  ): { y: NativeTensor; mean: NativeTensor; rstd: NativeTensor };
+  layerNormBackward(
+    x: NativeTensor, weight: NativeTensor, mean: NativeTensor, rstd: NativeTensor, dY: NativeTensor,
+  ): { dx: NativeTensor; dWeight: NativeTensor; dBias: NativeTensor };
   tokenStats(logits: NativeTensor, targets: NativeTensor, options?: { temperature?: number }): { logprobs: NativeTensor; entropy: NativeTensor };
   tokenStatsBackward(
     logits: NativeTensor, targets: NativeTensor, dLogprobs: NativeTensor, dEntropy: NativeTensor,

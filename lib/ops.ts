@@ -7,3 +7,4 @@ export * from './ops/connector.js';
 export * from './ops/token_stats.js';
 export * from './ops/elementwise.js';
 export * from './ops/optimizer.js';
+export * from './ops/norms.js';

@@ -60,7 +60,9 @@ describe('bad-argument fuzzing of the native entry points', () => {
       { name: 'devices', call: (args) => (addon.devices as (...a: unknown[]) => unknown)(...args) },
       { name: 'buildInfo', call: (args) => (addon.buildInfo as (...a: unknown[]) => unknown)(...args) },
       ...(['matmul', 'attention', 'attentionBackward', 'connector', 'connectorBackward', 'tokenStats', 'tokenStatsBackward',
-        'linearTokenStats', 'linearTokenStatsBackward'] as const).map((op) => ({
+        'linearTokenStats', 'linearTokenStatsBackward', 'rope', 'ropeBackward', 'swiglu', 'swigluBackward', 'embedding',
+        'embeddingBackward', 'rmsNorm', 'rmsNormBackward', 'layerNorm', 'layerNormBackward', 'sumOfSquares',
+        'adamwStep'] as const).map((op) => ({
         name: op,
         call: (args: unknown[]) => (addon[op] as (...a: unknown[]) => unknown)(...args),
       })),
