@@ -101,6 +101,7 @@ if (process.argv.includes('--save')) {
     '',
     `- CPU: ${cpu.name}, ${info.threads} threads, ISA ${info.cpuIsa}; measured fp32 FMA peak ${cpuPeak.toFixed(1)} GFLOP/s; measured copy ${cpuCopy.toFixed(1)} GB/s (read + write, one thread)`,
     `- GPUs: ${gpus.join(', ') || 'none'}`,
+    '- GB/s rows are rated against the copy ceiling (CPU: one thread over 256 MiB, DRAM-bound); above 100% the op\'s working set stayed in the cache.',
     `- commit ${commit}; command: \`${command}\``,
     '',
     '| device | op | dtype | shape | median ms | rate | % of limit | note |',

@@ -10,7 +10,11 @@ export interface EngineOptions {
   device?: 'auto' | DeviceId;
   /** Seed of the engine's random generator (randn without its own seed). Default: random. */
   seed?: number;
-  /** CPU GEMM: 'auto' uses BLAS when one was loaded, else the built-in kernel. */
+  /**
+   * CPU GEMM: 'auto' (default) uses the built-in kernel on AVX2/AVX-512 CPUs (faster than the
+   * OpenBLAS builds we measured) and BLAS, when loaded, on CPUs where the built-in kernel has
+   * only its portable path. 'builtin' / 'blas' force one.
+   */
   cpuGemm?: CpuGemmBackend;
   /**
    * Debug aid: fill every new tensor with NaN (0xFF bytes) before any op writes it, so an

