@@ -1,16 +1,17 @@
-// The vectorised CPU row kernels (vec_math, token statistics, connector) choose AVX-512,
-// AVX2 or portable code at run time. This runs their test files again in child processes
-// forced onto each lower path, on one thread (attention and matmul have their own checks).
+// The vectorised CPU row kernels (vec_math, token statistics, connector, RoPE/SwiGLU/embedding,
+// AdamW) choose AVX-512, AVX2 or portable code at run time. This runs their test files again
+// in child processes forced onto each lower path, on one thread (attention, matmul and the
+// norms have their own checks).
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
-const files = ['token_stats.test.ts', 'connector.test.ts'].map((f) => fileURLToPath(new URL(`./${f}`, import.meta.url)));
+const files = ['token_stats.test.ts', 'connector.test.ts', 'elementwise.test.ts', 'optimizer.test.ts'].map((f) => fileURLToPath(new URL(`./${f}`, import.meta.url)));
 const mocha = fileURLToPath(new URL('../node_modules/mocha/bin/mocha.js', import.meta.url));
 
 describe('CPU ISA paths of the row kernels', () => {
   for (const isa of ['avx2', 'generic']) {
-    it(`token statistics and connector tests pass on the ${isa} path, 1 thread`, function () {
+    it(`token statistics, connector, elementwise and optimizer tests pass on the ${isa} path, 1 thread`, function () {
       this.timeout(300_000);
       const result = spawnSync(
         process.execPath,
@@ -19,7 +20,7 @@ describe('CPU ISA paths of the row kernels', () => {
       );
       assert.equal(result.status, 0, `R1V_CPU_ISA=${isa}:\n${result.stdout}\n${result.stderr}`);
       const passing = Number(/(\d+) passing/.exec(result.stdout)?.[1] ?? 0);
-      assert.ok(passing >= 15, `only ${passing} tests ran on ${isa}`);
+      assert.ok(passing >= 30, `only ${passing} tests ran on ${isa}`);
       assert.doesNotMatch(result.stdout, /failing/);
     });
   }
