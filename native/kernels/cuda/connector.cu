@@ -16,8 +16,8 @@ namespace r1v::cuda {
 namespace {
 
 constexpr int kRowThreads = 256;
-constexpr int kColumnTile = 32;     // columns per column-sum block (one warp wide)
-constexpr int kColumnLanes = 8;     // warps per column-sum block, each taking every 8th row
+constexpr int kColumnTile = 32;        // columns per column-sum block (one warp wide)
+constexpr int kColumnLanes = 8;        // warps per column-sum block, each taking every 8th row
 constexpr int kMaxRowBlocksY = 65535;  // grid.y limit; a grid-stride loop covers the rest
 
 struct Shuffle {
@@ -184,17 +184,6 @@ __global__ void column_partials_kernel(Term term, int64_t rows, int64_t cols, in
   }
 }
 
-// dst[col] = Σ_blk partials[blk·cols + col], in block order.
-template <typename T>
-__global__ void sum_partials_kernel(const float* __restrict__ partials, int64_t row_blocks, int64_t cols,
-                                    T* __restrict__ dst) {
-  const int64_t col = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (col >= cols) return;
-  float total = 0.f;
-  for (int64_t blk = 0; blk < row_blocks; ++blk) total += partials[blk * cols + col];
-  dst[col] = from_float<T>(total);
-}
-
 // Column sums of term over rows × cols into dsts[0..kSums), through workspace.
 template <typename T, typename Term>
 void column_sums(const Term& term, int64_t rows, int64_t cols, T* const* dsts, float* workspace, cudaStream_t stream) {
@@ -202,28 +191,14 @@ void column_sums(const Term& term, int64_t rows, int64_t cols, T* const* dsts, f
   const int64_t row_blocks = (rows + kConnectorRowsPerPartial - 1) / kConnectorRowsPerPartial;
   const dim3 grid(static_cast<unsigned>((cols + kColumnTile - 1) / kColumnTile),
                   static_cast<unsigned>(std::min<int64_t>(row_blocks, kMaxRowBlocksY)));
-  column_partials_kernel<Term><<<grid, dim3(kColumnTile, kColumnLanes), 0, stream>>>(term, rows, cols, row_blocks,
-                                                                                      workspace);
+  column_partials_kernel<Term>
+      <<<grid, dim3(kColumnTile, kColumnLanes), 0, stream>>>(term, rows, cols, row_blocks, workspace);
   check_launch("connector column sums");
   const unsigned finish_blocks = static_cast<unsigned>((cols + 255) / 256);
   for (int s = 0; s < Term::kSums; ++s) {
-    sum_partials_kernel<T><<<finish_blocks, 256, 0, stream>>>(workspace + s * row_blocks * cols, row_blocks, cols,
-                                                              dsts[s]);
+    sum_partials_in_order_kernel<T>
+        <<<finish_blocks, 256, 0, stream>>>(workspace + s * row_blocks * cols, row_blocks, cols, dsts[s]);
     check_launch("connector column sums (finish)");
-  }
-}
-
-template <typename Fn>
-void dispatch(DType dtype, Fn&& fn) {
-  switch (dtype) {
-    case DType::F32:
-      return fn(float{});
-    case DType::BF16:
-      return fn(__nv_bfloat16{});
-    case DType::F16:
-      return fn(__half{});
-    default:
-      fail(ErrorCode::DType, "connector: unsupported dtype ", dtype_name(dtype));
   }
 }
 
@@ -232,7 +207,7 @@ void dispatch(DType dtype, Fn&& fn) {
 void connector_shuffle_layernorm(const ConnectorShape& s, const void* x, const void* ln_weight, const void* ln_bias,
                                  void* normed, float* mean, float* rstd, void* stream) {
   if (s.rows() == 0) return;
-  dispatch(s.dtype, [&](auto tag) {
+  dispatch_float_dtype(s.dtype, "connector", [&](auto tag) {
     using T = decltype(tag);
     shuffle_layernorm_kernel<T><<<static_cast<unsigned>(s.rows()), kRowThreads, 0, static_cast<cudaStream_t>(stream)>>>(
         shuffle_of(s), s.eps, static_cast<const T*>(x), static_cast<const T*>(ln_weight),
@@ -243,7 +218,7 @@ void connector_shuffle_layernorm(const ConnectorShape& s, const void* x, const v
 
 void connector_gelu_backward(DType dtype, int64_t rows, int64_t cols, const void* z, void* da, void* d_bias,
                              float* workspace, void* stream) {
-  dispatch(dtype, [&](auto tag) {
+  dispatch_float_dtype(dtype, "connector", [&](auto tag) {
     using T = decltype(tag);
     T* dsts[] = {static_cast<T*>(d_bias)};
     column_sums<T>(GeluBackward<T>{static_cast<const T*>(z), static_cast<T*>(da), cols}, rows, cols, dsts, workspace,
@@ -253,7 +228,7 @@ void connector_gelu_backward(DType dtype, int64_t rows, int64_t cols, const void
 
 void connector_column_sum(DType dtype, int64_t rows, int64_t cols, const void* src, void* dst, float* workspace,
                           void* stream) {
-  dispatch(dtype, [&](auto tag) {
+  dispatch_float_dtype(dtype, "connector", [&](auto tag) {
     using T = decltype(tag);
     T* dsts[] = {static_cast<T*>(dst)};
     column_sums<T>(ColumnOf<T>{static_cast<const T*>(src), cols}, rows, cols, dsts, workspace,
@@ -262,10 +237,10 @@ void connector_column_sum(DType dtype, int64_t rows, int64_t cols, const void* s
 }
 
 void connector_layernorm_backward(const ConnectorShape& s, const void* x, const void* ln_weight, const float* mean,
-                                  const float* rstd, const void* d_normed, void* dx, void* d_ln_weight,
-                                  void* d_ln_bias, float* workspace, void* stream) {
+                                  const float* rstd, const void* d_normed, void* dx, void* d_ln_weight, void* d_ln_bias,
+                                  float* workspace, void* stream) {
   if (s.rows() == 0) return;
-  dispatch(s.dtype, [&](auto tag) {
+  dispatch_float_dtype(s.dtype, "connector", [&](auto tag) {
     using T = decltype(tag);
     auto cs = static_cast<cudaStream_t>(stream);
     layernorm_backward_kernel<T><<<static_cast<unsigned>(s.rows()), kRowThreads, 0, cs>>>(
@@ -273,9 +248,9 @@ void connector_layernorm_backward(const ConnectorShape& s, const void* x, const 
         static_cast<const T*>(d_normed), static_cast<T*>(dx));
     check_launch("connector layernorm_backward");
     T* dsts[] = {static_cast<T*>(d_ln_weight), static_cast<T*>(d_ln_bias)};
-    column_sums<T>(LayerNormParamGrads<T>{shuffle_of(s), static_cast<const T*>(x), mean, rstd,
-                                          static_cast<const T*>(d_normed)},
-                   s.rows(), s.features(), dsts, workspace, cs);
+    column_sums<T>(
+        LayerNormParamGrads<T>{shuffle_of(s), static_cast<const T*>(x), mean, rstd, static_cast<const T*>(d_normed)},
+        s.rows(), s.features(), dsts, workspace, cs);
   });
 }
 

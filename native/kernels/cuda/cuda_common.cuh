@@ -7,6 +7,7 @@
 
 #include <cstdint>
 
+#include "../../core/dtype.h"
 #include "../../core/error.h"
 
 namespace r1v::cuda {
@@ -62,6 +63,34 @@ __device__ __forceinline__ float block_max(float v, float* scratch) {
   __syncthreads();
   v = lane < warps ? scratch[lane] : -INFINITY;
   return warp_max(v);
+}
+
+// Calls fn(T{}) with T the element type of a float dtype (float, __nv_bfloat16, __half);
+// any other dtype throws Error(DType) naming the op.
+template <typename Fn>
+void dispatch_float_dtype(r1v::DType dtype, const char* op, Fn&& fn) {
+  switch (dtype) {
+    case r1v::DType::F32:
+      return fn(float{});
+    case r1v::DType::BF16:
+      return fn(__nv_bfloat16{});
+    case r1v::DType::F16:
+      return fn(__half{});
+    default:
+      fail(ErrorCode::DType, op, ": unsupported dtype ", r1v::dtype_name(dtype));
+  }
+}
+
+// dst[col] = Σ_blk partials[blk·cols + col], blocks added in order: the second stage of the
+// deterministic (atomic-free) column sums of the connector and norm backwards.
+template <typename T>
+__global__ void sum_partials_in_order_kernel(const float* __restrict__ partials, int64_t blocks, int64_t cols,
+                                             T* __restrict__ dst) {
+  const int64_t col = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (col >= cols) return;
+  float total = 0.f;
+  for (int64_t blk = 0; blk < blocks; ++blk) total += partials[blk * cols + col];
+  dst[col] = from_float<T>(total);
 }
 
 // Throws Error(Cuda) naming the kernel when its launch failed.

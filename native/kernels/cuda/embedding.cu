@@ -41,8 +41,8 @@ __global__ void __launch_bounds__(kThreads)
 
 template <typename T>
 __global__ void __launch_bounds__(kThreads)
-    embedding_backward_kernel(const int32_t* __restrict__ ids, int64_t tokens, const T* __restrict__ dy,
-                              int64_t vocab, int64_t hidden, float* __restrict__ sum, int* error_word) {
+    embedding_backward_kernel(const int32_t* __restrict__ ids, int64_t tokens, const T* __restrict__ dy, int64_t vocab,
+                              int64_t hidden, float* __restrict__ sum, int* error_word) {
   for (int64_t t = blockIdx.x; t < tokens; t += gridDim.x) {
     const int32_t id = ids[t];
     if (id_outside(id, vocab)) {
@@ -56,24 +56,11 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 template <typename T>
-__global__ void __launch_bounds__(kThreads) convert_kernel(int64_t n, const float* __restrict__ src, T* __restrict__ dst) {
+__global__ void __launch_bounds__(kThreads)
+    convert_kernel(int64_t n, const float* __restrict__ src, T* __restrict__ dst) {
   const int64_t step = static_cast<int64_t>(gridDim.x) * kThreads;
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x; i < n; i += step)
     dst[i] = from_float<T>(src[i]);
-}
-
-template <typename Fn>
-void dispatch(DType dtype, Fn&& fn) {
-  switch (dtype) {
-    case DType::F32:
-      return fn(float{});
-    case DType::BF16:
-      return fn(__nv_bfloat16{});
-    case DType::F16:
-      return fn(__half{});
-    default:
-      fail(ErrorCode::DType, "embedding: unsupported dtype ", dtype_name(dtype));
-  }
 }
 
 }  // namespace
@@ -81,7 +68,7 @@ void dispatch(DType dtype, Fn&& fn) {
 void embedding(DType dtype, const int32_t* ids, int64_t tokens, const void* table, int64_t vocab, int64_t hidden,
                void* out, int* error_word, void* stream) {
   if (tokens == 0) return;
-  dispatch(dtype, [&](auto tag) {
+  dispatch_float_dtype(dtype, "embedding", [&](auto tag) {
     using T = decltype(tag);
     embedding_kernel<T><<<blocks_for(tokens, 1), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
         ids, tokens, static_cast<const T*>(table), vocab, hidden, static_cast<T*>(out), error_word);
@@ -89,10 +76,10 @@ void embedding(DType dtype, const int32_t* ids, int64_t tokens, const void* tabl
   });
 }
 
-void embedding_backward(DType dtype, const int32_t* ids, int64_t tokens, const void* dy, int64_t vocab,
-                        int64_t hidden, float* f32_sum, void* d_table, int* error_word, void* stream) {
+void embedding_backward(DType dtype, const int32_t* ids, int64_t tokens, const void* dy, int64_t vocab, int64_t hidden,
+                        float* f32_sum, void* d_table, int* error_word, void* stream) {
   cudaStream_t st = static_cast<cudaStream_t>(stream);
-  dispatch(dtype, [&](auto tag) {
+  dispatch_float_dtype(dtype, "embedding", [&](auto tag) {
     using T = decltype(tag);
     if (tokens > 0) {
       embedding_backward_kernel<T><<<blocks_for(tokens, 1), kThreads, 0, st>>>(ids, tokens, static_cast<const T*>(dy),

@@ -124,38 +124,13 @@ __global__ void param_partials_kernel(int64_t rows, int64_t cols, int64_t partia
   }
 }
 
-// dst[col] = Σ_blk partials[blk·cols + col], in block order.
-template <typename T>
-__global__ void sum_partials_kernel(const float* __restrict__ partials, int64_t partial_blocks, int64_t cols,
-                                    T* __restrict__ dst) {
-  const int64_t col = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (col >= cols) return;
-  float total = 0.f;
-  for (int64_t blk = 0; blk < partial_blocks; ++blk) total += partials[blk * cols + col];
-  dst[col] = from_float<T>(total);
-}
-
-template <typename Fn>
-void dispatch(DType dtype, const char* op, Fn&& fn) {
-  switch (dtype) {
-    case DType::F32:
-      return fn(float{});
-    case DType::BF16:
-      return fn(__nv_bfloat16{});
-    case DType::F16:
-      return fn(__half{});
-    default:
-      fail(ErrorCode::DType, op, ": unsupported dtype ", dtype_name(dtype));
-  }
-}
-
 }  // namespace
 
 void norm_forward(const NormShape& s, const void* x, const void* weight, const void* bias, void* y, float* mean,
                   float* rstd, void* stream) {
   if (s.rows == 0) return;
   const char* op = mean ? "layerNorm" : "rmsNorm";
-  dispatch(s.dtype, op, [&](auto tag) {
+  dispatch_float_dtype(s.dtype, op, [&](auto tag) {
     using T = decltype(tag);
     norm_forward_kernel<T><<<row_blocks(s.rows), row_threads(s.cols), 0, static_cast<cudaStream_t>(stream)>>>(
         s.rows, s.cols, s.eps, static_cast<const T*>(x), static_cast<const T*>(weight), static_cast<const T*>(bias),
@@ -168,7 +143,7 @@ void norm_backward(const NormShape& s, const void* x, const void* weight, const 
                    const void* dy, void* dx, void* d_weight, void* d_bias, float* workspace, void* stream) {
   if (s.rows == 0) return;
   const char* op = mean ? "layerNormBackward" : "rmsNormBackward";
-  dispatch(s.dtype, op, [&](auto tag) {
+  dispatch_float_dtype(s.dtype, op, [&](auto tag) {
     using T = decltype(tag);
     auto cs = static_cast<cudaStream_t>(stream);
     norm_backward_dx_kernel<T><<<row_blocks(s.rows), row_threads(s.cols), 0, cs>>>(
@@ -183,11 +158,12 @@ void norm_backward(const NormShape& s, const void* x, const void* weight, const 
         s.rows, s.cols, partial_blocks, static_cast<const T*>(x), mean, rstd, static_cast<const T*>(dy), workspace);
     check_launch(op);
     const unsigned finish_blocks = static_cast<unsigned>((s.cols + 255) / 256);
-    sum_partials_kernel<T><<<finish_blocks, 256, 0, cs>>>(workspace, partial_blocks, s.cols, static_cast<T*>(d_weight));
+    sum_partials_in_order_kernel<T>
+        <<<finish_blocks, 256, 0, cs>>>(workspace, partial_blocks, s.cols, static_cast<T*>(d_weight));
     check_launch(op);
     if (mean) {
-      sum_partials_kernel<T><<<finish_blocks, 256, 0, cs>>>(workspace + partial_blocks * s.cols, partial_blocks, s.cols,
-                                                            static_cast<T*>(d_bias));
+      sum_partials_in_order_kernel<T><<<finish_blocks, 256, 0, cs>>>(workspace + partial_blocks * s.cols,
+                                                                     partial_blocks, s.cols, static_cast<T*>(d_bias));
       check_launch(op);
     }
   });

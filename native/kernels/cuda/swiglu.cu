@@ -39,25 +39,11 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-template <typename Fn>
-void dispatch(DType dtype, Fn&& fn) {
-  switch (dtype) {
-    case DType::F32:
-      return fn(float{});
-    case DType::BF16:
-      return fn(__nv_bfloat16{});
-    case DType::F16:
-      return fn(__half{});
-    default:
-      fail(ErrorCode::DType, "swiglu: unsupported dtype ", dtype_name(dtype));
-  }
-}
-
 }  // namespace
 
 void swiglu(DType dtype, int64_t n, const void* gate, const void* up, void* y, void* stream) {
   if (n == 0) return;
-  dispatch(dtype, [&](auto tag) {
+  dispatch_float_dtype(dtype, "swiglu", [&](auto tag) {
     using T = decltype(tag);
     swiglu_kernel<T><<<blocks_for(n), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
         n, static_cast<const T*>(gate), static_cast<const T*>(up), static_cast<T*>(y));
@@ -65,10 +51,10 @@ void swiglu(DType dtype, int64_t n, const void* gate, const void* up, void* y, v
   });
 }
 
-void swiglu_backward(DType dtype, int64_t n, const void* gate, const void* up, const void* dy, void* d_gate,
-                     void* d_up, void* stream) {
+void swiglu_backward(DType dtype, int64_t n, const void* gate, const void* up, const void* dy, void* d_gate, void* d_up,
+                     void* stream) {
   if (n == 0) return;
-  dispatch(dtype, [&](auto tag) {
+  dispatch_float_dtype(dtype, "swiglu", [&](auto tag) {
     using T = decltype(tag);
     swiglu_backward_kernel<T><<<blocks_for(n), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
         n, static_cast<const T*>(gate), static_cast<const T*>(up), static_cast<const T*>(dy), static_cast<T*>(d_gate),
