@@ -1,7 +1,8 @@
-// The vectorised CPU row kernels (vec_math, token statistics, connector, RoPE/SwiGLU/embedding,
-// AdamW) choose AVX-512, AVX2 or portable code at run time. This runs their test files again
-// in child processes forced onto each lower path, on one thread (attention, matmul and the
-// norms have their own checks).
+// The hand-vectorised CPU helpers (vec_math: exp, max, dot, axpy; AdamW's AVX2 path) choose
+// AVX-512, AVX2 or portable code from R1V_CPU_ISA. This runs the test files of the ops built
+// on them again in child processes forced onto each lower path, on one thread (attention,
+// matmul and the norms have their own checks; plain loops compiled with R1V_VECTOR_CLONES
+// follow the CPU itself).
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';

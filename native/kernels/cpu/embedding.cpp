@@ -4,16 +4,11 @@
 #include "../../core/error.h"
 #include "../../core/thread_pool.h"
 #include "../../ops/embedding.h"
+#include "vec_math.h"
 
 namespace r1v::cpu {
 
 namespace {
-
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define R1V_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define R1V_VECTOR_CLONES
-#endif
 
 void check_ids_in_range(const char* op, const int32_t* ids, int64_t tokens, int64_t vocab) {
   for (int64_t t = 0; t < tokens; ++t) {

@@ -2,17 +2,11 @@
 
 #include "../../core/thread_pool.h"
 #include "../../ops/rope.h"
+#include "vec_math.h"
 
 namespace r1v::cpu {
 
 namespace {
-
-// The plain loops below are compiled for AVX-512, AVX2 and baseline x86-64, picked at load time.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define R1V_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define R1V_VECTOR_CLONES
-#endif
 
 // One head: the first and second halves rotated by the angles whose cos/sin are given.
 R1V_VECTOR_CLONES void rotate_head(const float* x, float* y, const float* cos_a, const float* sin_a, int64_t half) {

@@ -6,12 +6,6 @@ namespace r1v::cpu {
 
 namespace {
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define R1V_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define R1V_VECTOR_CLONES
-#endif
-
 constexpr int64_t kGrain = 4096;
 
 // y[i] = g[i]·u[i]·σ(g[i]) = g[i]·u[i] / (1 + e[i]) with e[i] = exp(−g[i]) already in y.

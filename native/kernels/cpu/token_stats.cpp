@@ -16,13 +16,6 @@ namespace {
 constexpr float kInf = std::numeric_limits<float>::infinity();
 constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
 
-// The plain loops below are compiled for AVX-512, AVX2 and baseline x86-64, picked at load time.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define R1V_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define R1V_VECTOR_CLONES
-#endif
-
 // Σ_j y_j·(z_j·inv_t − shift) over the j with y_j > 0 (a masked −inf logit has y_j = 0 and
 // must add 0, not 0·−inf). Eight partial sums so that the loop vectorises.
 R1V_VECTOR_CLONES float shifted_moment(const float* y, const float* z, int64_t n, float inv_t, float shift) {

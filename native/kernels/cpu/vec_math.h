@@ -5,6 +5,16 @@
 #pragma once
 #include <cstdint>
 
+// Marks a plain loop function to be compiled for AVX-512, AVX2 and baseline x86-64, with the
+// variant picked by the loader from the CPU's features (GCC target_clones). Unlike the
+// hand-vectorised paths above it does not follow R1V_CPU_ISA: the variants come from one
+// source, so there is no per-ISA code of ours to test separately.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define R1V_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define R1V_VECTOR_CLONES
+#endif
+
 namespace r1v::cpu {
 
 // max_i x[i] (−inf for n = 0; NaN if any x[i] is NaN).
