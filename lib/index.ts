@@ -9,3 +9,7 @@ export {
   type SafetensorsDType, type SafetensorsTensor, type SafetensorsData, type SafetensorsEntry,
   type SafetensorsSource, type SafetensorsWriteTensor, type WriteCheckpointOptions,
 } from './safetensors.js';
+export {
+  parseModelConfig, type ModelConfig, type VisionConfig, type ConnectorConfig, type ImageTilingConfig,
+  type LanguageConfig, type ParseModelConfigOptions,
+} from './model/config.js';
