@@ -35,10 +35,10 @@ Napi::Value unpatchify_op(const Napi::CallbackInfo& info) {
   auto options = read_options(info[1], "unpatchify: options");
   check_option_keys(options, {"channels", "height", "width", "patch"}, fn);
   const Tensor& patches = TensorHandle::unwrap(info[0], "unpatchify: patches");
-  return TensorHandle::wrap(info.Env(),
-                            r1v::unpatchify(patches, read_int_option(options, "channels", fn),
-                                       read_int_option(options, "height", fn), read_int_option(options, "width", fn),
-                                       read_int_option(options, "patch", fn)));
+  return TensorHandle::wrap(
+      info.Env(),
+      r1v::unpatchify(patches, read_int_option(options, "channels", fn), read_int_option(options, "height", fn),
+                      read_int_option(options, "width", fn), read_int_option(options, "patch", fn)));
 }
 
 }  // namespace

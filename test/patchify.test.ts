@@ -7,9 +7,9 @@ import { cudaAvailable, expectR1VError, randomArray, relativeError, rng } from '
 
 // patches[n, i·(W/p) + j, c·p·p + u·p + v] = pixels[n, c, i·p + u, j·p + v], written from the formula.
 function patchifyRef(x: ArrayLike<number>, [n, c, h, w]: number[], p: number): Float64Array {
-  const rows = h / p;
-  const cols = w / p;
-  const k = c * p * p;
+  const rows = h! / p;
+  const cols = w! / p;
+  const k = c! * p * p;
   const out = new Float64Array(n! * rows * cols * k);
   for (let b = 0; b < n!; b++) {
     for (let i = 0; i < rows; i++) {

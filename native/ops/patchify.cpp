@@ -11,8 +11,7 @@ void check_patch(const char* op, int64_t patch) {
 }
 
 void check_multiple(const char* op, const char* what, int64_t size, int64_t patch) {
-  if (size % patch != 0)
-    fail(ErrorCode::Shape, op, ": ", what, " ", size, " must be a multiple of patch ", patch);
+  if (size % patch != 0) fail(ErrorCode::Shape, op, ": ", what, " ", size, " must be a multiple of patch ", patch);
 }
 
 // Enqueues patchify (forward) or unpatchify of g from `src` into `dst` on the engine's device.

@@ -1,10 +1,11 @@
 // CPU patchify / unpatchify: parallel over rows of patches (n, i); within a row every (j, c, u)
 // moves one contiguous run of p pixels (v = 0..p−1), which is contiguous on both sides.
+#include "../../ops/patchify.h"
+
 #include <algorithm>
 #include <cstring>
 
 #include "../../core/thread_pool.h"
-#include "../../ops/patchify.h"
 
 namespace r1v::cpu {
 
@@ -26,7 +27,8 @@ void for_each_run(const PatchGrid& g, const Run& run) {
       for (int64_t j = 0; j < cols; ++j) {
         const int64_t patch = (r * cols + j) * patch_len;  // offset of patches[n, i·cols + j]
         for (int64_t c = 0; c < g.channels; ++c)
-          for (int64_t u = 0; u < p; ++u) run(image + c * plane + (i * p + u) * g.width + j * p, patch + (c * p + u) * p);
+          for (int64_t u = 0; u < p; ++u)
+            run(image + c * plane + (i * p + u) * g.width + j * p, patch + (c * p + u) * p);
       }
     }
   });

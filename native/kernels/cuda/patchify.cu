@@ -17,8 +17,8 @@ unsigned blocks_for(int64_t n) {
 
 // Offset in pixels [N, C, H, W] of patches[n, i·cols + j, (c·p + u)·p + v], from the patch element
 // index e = (n·rows·cols + i·cols + j)·C·p·p + (c·p + u)·p + v.
-__device__ __forceinline__ int64_t pixel_offset(int64_t e, int64_t channels, int64_t height, int64_t width,
-                                                int64_t p, int64_t cols, int64_t patches_per_image) {
+__device__ __forceinline__ int64_t pixel_offset(int64_t e, int64_t channels, int64_t height, int64_t width, int64_t p,
+                                                int64_t cols, int64_t patches_per_image) {
   const int64_t patch_len = channels * p * p;
   const int64_t k = e % patch_len, token = e / patch_len;
   const int64_t n = token / patches_per_image, t = token % patches_per_image;
