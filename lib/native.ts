@@ -153,6 +153,8 @@ export interface NativeAddon {
   embeddingBackward(ids: NativeTensor, dY: NativeTensor, vocab: number): NativeTensor;
   sumOfSquares(tensors: NativeTensor[]): NativeTensor;
   adamwStep(groups: NativeAdamWGroup[], options: NativeAdamWOptions): void;
+  patchify(pixels: NativeTensor, options: { patch: number }): NativeTensor;
+  unpatchify(patches: NativeTensor, options: { channels: number; height: number; width: number; patch: number }): NativeTensor;
   measureCpuPeakGflops(seconds: number): number;
 }
 

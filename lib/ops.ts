@@ -8,3 +8,4 @@ export * from './ops/token_stats.js';
 export * from './ops/elementwise.js';
 export * from './ops/optimizer.js';
 export * from './ops/norms.js';
+export * from './ops/patchify.js';
