@@ -42,7 +42,8 @@ describe('bad-argument fuzzing of the native entry points', () => {
       qkv, patches, targets, vector, params, { ...params, w1: half }, { ...params, b2: disposed },
       { causal: true }, { scale: -0 }, { cuSeqlensQ: [0, 2], cuSeqlensK: [0, 2] }, { cuSeqlensQ: new Int32Array([0, 3, 1]) },
       { cuSeqlensQ: [0, 1.5] }, { temperature: 0 }, { temperature: -1 }, { chunk: 0 }, { chunk: 2 ** 40 }, { eps: 0 },
-      { eps: 1e-5 }, { bias: vector }, { bias: good }, { activation: 'gelu' }, { activation: 'tanh' }, { typo: 1 },
+      { eps: 1e-5 }, { patch: 1 }, { patch: 0 }, { channels: 2, height: 2, width: 2, patch: 1 }, { bias: vector },
+      { bias: good }, { activation: 'gelu' }, { activation: 'tanh' }, { typo: 1 },
     ];
 
     const tensorMethods = ['toArray', 'toArraySync', 'dispose'] as const;
@@ -62,7 +63,7 @@ describe('bad-argument fuzzing of the native entry points', () => {
       ...(['matmul', 'attention', 'attentionBackward', 'connector', 'connectorBackward', 'tokenStats', 'tokenStatsBackward',
         'linearTokenStats', 'linearTokenStatsBackward', 'rope', 'ropeBackward', 'swiglu', 'swigluBackward', 'embedding',
         'embeddingBackward', 'rmsNorm', 'rmsNormBackward', 'layerNorm', 'layerNormBackward', 'sumOfSquares',
-        'adamwStep'] as const).map((op) => ({
+        'adamwStep', 'patchify', 'unpatchify'] as const).map((op) => ({
         name: op,
         call: (args: unknown[]) => (addon[op] as (...a: unknown[]) => unknown)(...args),
       })),

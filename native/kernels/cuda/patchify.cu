@@ -51,27 +51,13 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-template <typename Fn>
-void dispatch(DType dtype, const char* op, Fn&& fn) {
-  switch (dtype) {
-    case DType::F32:
-      return fn(float{});
-    case DType::BF16:
-      return fn(__nv_bfloat16{});
-    case DType::F16:
-      return fn(__half{});
-    default:
-      fail(ErrorCode::DType, op, ": unsupported dtype ", dtype_name(dtype));
-  }
-}
-
 }  // namespace
 
 void patchify(DType dtype, const PatchGrid& g, const void* pixels, void* patches, void* stream) {
   const int64_t total = g.n * g.channels * g.height * g.width;
   if (total == 0) return;
   const int64_t cols = g.width / g.patch, patches_per_image = (g.height / g.patch) * cols;
-  dispatch(dtype, "patchify", [&](auto tag) {
+  dispatch_float_dtype(dtype, "patchify", [&](auto tag) {
     using T = decltype(tag);
     patchify_kernel<T><<<blocks_for(total), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
         total, g.channels, g.height, g.width, g.patch, cols, patches_per_image, static_cast<const T*>(pixels),
@@ -83,7 +69,7 @@ void patchify(DType dtype, const PatchGrid& g, const void* pixels, void* patches
 void unpatchify(DType dtype, const PatchGrid& g, const void* patches, void* pixels, void* stream) {
   const int64_t total = g.n * g.channels * g.height * g.width;
   if (total == 0) return;
-  dispatch(dtype, "unpatchify", [&](auto tag) {
+  dispatch_float_dtype(dtype, "unpatchify", [&](auto tag) {
     using T = decltype(tag);
     unpatchify_kernel<T><<<blocks_for(total), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
         total, g.channels, g.height, g.width, g.patch, static_cast<const T*>(patches), static_cast<T*>(pixels));
