@@ -93,6 +93,14 @@ __global__ void sum_partials_in_order_kernel(const float* __restrict__ partials,
   dst[col] = from_float<T>(total);
 }
 
+// Blocks for a grid-stride loop over `items` with `items_per_block` handled per block pass:
+// ⌈items / items_per_block⌉, at least 1 and at most 65535 (the loop covers the rest).
+inline unsigned grid_stride_blocks(int64_t items, int64_t items_per_block) {
+  constexpr int64_t kMaxBlocks = 65535;
+  const int64_t blocks = (items + items_per_block - 1) / items_per_block;
+  return static_cast<unsigned>(blocks < 1 ? 1 : blocks < kMaxBlocks ? blocks : kMaxBlocks);
+}
+
 // Throws Error(Cuda) naming the kernel when its launch failed.
 inline void check_launch(const char* kernel) {
   cudaError_t err = cudaGetLastError();

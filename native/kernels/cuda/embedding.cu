@@ -12,13 +12,6 @@ namespace r1v::cuda {
 namespace {
 
 constexpr int kThreads = 256;
-constexpr int64_t kMaxBlocks = 65535;  // the grid-stride loops cover the rest
-
-unsigned blocks_for(int64_t n, int64_t per_block) {
-  const int64_t blocks = (n + per_block - 1) / per_block;
-  return static_cast<unsigned>(blocks < 1 ? 1 : blocks < kMaxBlocks ? blocks : kMaxBlocks);
-}
-
 __device__ __forceinline__ bool id_outside(int32_t id, int64_t vocab) { return id < 0 || id >= vocab; }
 
 template <typename T>
@@ -70,7 +63,7 @@ void embedding(DType dtype, const int32_t* ids, int64_t tokens, const void* tabl
   if (tokens == 0) return;
   dispatch_float_dtype(dtype, "embedding", [&](auto tag) {
     using T = decltype(tag);
-    embedding_kernel<T><<<blocks_for(tokens, 1), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
+    embedding_kernel<T><<<grid_stride_blocks(tokens, 1), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
         ids, tokens, static_cast<const T*>(table), vocab, hidden, static_cast<T*>(out), error_word);
     check_launch("embedding");
   });
@@ -82,14 +75,14 @@ void embedding_backward(DType dtype, const int32_t* ids, int64_t tokens, const v
   dispatch_float_dtype(dtype, "embedding", [&](auto tag) {
     using T = decltype(tag);
     if (tokens > 0) {
-      embedding_backward_kernel<T><<<blocks_for(tokens, 1), kThreads, 0, st>>>(ids, tokens, static_cast<const T*>(dy),
-                                                                               vocab, hidden, f32_sum, error_word);
+      embedding_backward_kernel<T><<<grid_stride_blocks(tokens, 1), kThreads, 0, st>>>(
+          ids, tokens, static_cast<const T*>(dy), vocab, hidden, f32_sum, error_word);
       check_launch("embeddingBackward");
     }
     if constexpr (!std::is_same_v<T, float>) {
       const int64_t n = vocab * hidden;
       if (n > 0) {
-        convert_kernel<T><<<blocks_for(n, kThreads), kThreads, 0, st>>>(n, f32_sum, static_cast<T*>(d_table));
+        convert_kernel<T><<<grid_stride_blocks(n, kThreads), kThreads, 0, st>>>(n, f32_sum, static_cast<T*>(d_table));
         check_launch("embeddingBackward (convert)");
       }
     }

@@ -10,6 +10,7 @@
 #include "../../core/dtype.h"
 #include "../../core/error.h"
 #include "../../ops/fill.h"
+#include "cuda_common.cuh"
 
 namespace r1v::cuda {
 
@@ -34,10 +35,8 @@ int32_t to_i32(double value) {
 template <typename Word>
 void launch_fill(void* data, int64_t count, Word value, cudaStream_t stream) {
   constexpr int kThreads = 256;
-  constexpr int64_t kMaxBlocks = 65535;  // the grid-stride loop covers the rest
-  int64_t blocks = (count + kThreads - 1) / kThreads;
-  if (blocks > kMaxBlocks) blocks = kMaxBlocks;
-  fill_kernel<Word><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(static_cast<Word*>(data), count, value);
+  fill_kernel<Word>
+      <<<grid_stride_blocks(count, kThreads), kThreads, 0, stream>>>(static_cast<Word*>(data), count, value);
 }
 
 }  // namespace

@@ -12,13 +12,6 @@ namespace r1v::cuda {
 namespace {
 
 constexpr int kThreads = 256;
-constexpr int64_t kMaxBlocks = 65535;  // grid-stride loops cover the rest
-
-unsigned blocks_for(int64_t count) {
-  int64_t blocks = (count + kThreads - 1) / kThreads;
-  return static_cast<unsigned>(blocks < kMaxBlocks ? blocks : kMaxBlocks);
-}
-
 template <typename T>
 __global__ void accumulate_kernel(float* __restrict__ acc, const T* __restrict__ src, int64_t count, bool first) {
   const int64_t step = static_cast<int64_t>(gridDim.x) * blockDim.x;
@@ -42,9 +35,11 @@ void accumulate_f32(float* acc, const void* src, DType dtype, int64_t count, boo
   if (count == 0) return;
   cudaStream_t s = static_cast<cudaStream_t>(stream);
   if (dtype == DType::BF16) {
-    accumulate_kernel<<<blocks_for(count), kThreads, 0, s>>>(acc, static_cast<const __nv_bfloat16*>(src), count, first);
+    accumulate_kernel<<<grid_stride_blocks(count, kThreads), kThreads, 0, s>>>(
+        acc, static_cast<const __nv_bfloat16*>(src), count, first);
   } else if (dtype == DType::F16) {
-    accumulate_kernel<<<blocks_for(count), kThreads, 0, s>>>(acc, static_cast<const __half*>(src), count, first);
+    accumulate_kernel<<<grid_stride_blocks(count, kThreads), kThreads, 0, s>>>(acc, static_cast<const __half*>(src),
+                                                                               count, first);
   } else {
     fail(ErrorCode::DType, "linearTokenStatsBackward: f32 accumulation of ", dtype_name(dtype), " is not needed");
   }
@@ -55,9 +50,9 @@ void store_f32_as(void* dst, DType dtype, const float* src, int64_t count, void*
   if (count == 0) return;
   cudaStream_t s = static_cast<cudaStream_t>(stream);
   if (dtype == DType::BF16) {
-    store_kernel<<<blocks_for(count), kThreads, 0, s>>>(static_cast<__nv_bfloat16*>(dst), src, count);
+    store_kernel<<<grid_stride_blocks(count, kThreads), kThreads, 0, s>>>(static_cast<__nv_bfloat16*>(dst), src, count);
   } else if (dtype == DType::F16) {
-    store_kernel<<<blocks_for(count), kThreads, 0, s>>>(static_cast<__half*>(dst), src, count);
+    store_kernel<<<grid_stride_blocks(count, kThreads), kThreads, 0, s>>>(static_cast<__half*>(dst), src, count);
   } else {
     fail(ErrorCode::DType, "linearTokenStatsBackward: rounding f32 to ", dtype_name(dtype), " is not needed");
   }

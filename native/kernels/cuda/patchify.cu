@@ -8,13 +8,6 @@ namespace r1v::cuda {
 namespace {
 
 constexpr int kThreads = 256;
-constexpr int64_t kMaxBlocks = 65535;  // the grid-stride loop covers the rest
-
-unsigned blocks_for(int64_t n) {
-  const int64_t blocks = (n + kThreads - 1) / kThreads;
-  return static_cast<unsigned>(blocks < kMaxBlocks ? blocks : kMaxBlocks);
-}
-
 // Offset in pixels [N, C, H, W] of patches[n, i·cols + j, (c·p + u)·p + v], from the patch element
 // index e = (n·rows·cols + i·cols + j)·C·p·p + (c·p + u)·p + v.
 __device__ __forceinline__ int64_t pixel_offset(int64_t e, int64_t channels, int64_t height, int64_t width, int64_t p,
@@ -59,7 +52,7 @@ void patchify(DType dtype, const PatchGrid& g, const void* pixels, void* patches
   const int64_t cols = g.width / g.patch, patches_per_image = (g.height / g.patch) * cols;
   dispatch_float_dtype(dtype, "patchify", [&](auto tag) {
     using T = decltype(tag);
-    patchify_kernel<T><<<blocks_for(total), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
+    patchify_kernel<T><<<grid_stride_blocks(total, kThreads), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
         total, g.channels, g.height, g.width, g.patch, cols, patches_per_image, static_cast<const T*>(pixels),
         static_cast<T*>(patches));
     check_launch("patchify");
@@ -71,7 +64,7 @@ void unpatchify(DType dtype, const PatchGrid& g, const void* patches, void* pixe
   if (total == 0) return;
   dispatch_float_dtype(dtype, "unpatchify", [&](auto tag) {
     using T = decltype(tag);
-    unpatchify_kernel<T><<<blocks_for(total), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
+    unpatchify_kernel<T><<<grid_stride_blocks(total, kThreads), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
         total, g.channels, g.height, g.width, g.patch, static_cast<const T*>(patches), static_cast<T*>(pixels));
     check_launch("unpatchify");
   });

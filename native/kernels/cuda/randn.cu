@@ -12,6 +12,7 @@
 #include "../../core/error.h"
 #include "../../core/philox.h"
 #include "../../ops/randn.h"
+#include "cuda_common.cuh"
 
 namespace r1v::cuda {
 
@@ -44,10 +45,9 @@ __global__ void randn_kernel(T* __restrict__ data, int64_t count, uint64_t seed,
 template <typename T>
 void launch_randn(void* data, int64_t count, uint64_t seed, uint64_t offset, cudaStream_t stream) {
   constexpr int kThreads = 256;
-  constexpr int64_t kMaxBlocks = 65535;  // the grid-stride loop covers the rest
-  int64_t blocks = ((count + 3) / 4 + kThreads - 1) / kThreads;
-  if (blocks > kMaxBlocks) blocks = kMaxBlocks;
-  randn_kernel<T><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(static_cast<T*>(data), count, seed, offset);
+  // Each thread draws four numbers per Philox call.
+  randn_kernel<T><<<grid_stride_blocks((count + 3) / 4, kThreads), kThreads, 0, stream>>>(static_cast<T*>(data), count,
+                                                                                          seed, offset);
 }
 
 }  // namespace

@@ -7,13 +7,6 @@ namespace r1v::cuda {
 namespace {
 
 constexpr int kThreads = 256;
-constexpr int64_t kMaxBlocks = 65535;  // the grid-stride loop covers the rest
-
-unsigned blocks_for(int64_t n) {
-  const int64_t blocks = (n + kThreads - 1) / kThreads;
-  return static_cast<unsigned>(blocks < kMaxBlocks ? blocks : kMaxBlocks);
-}
-
 __device__ __forceinline__ float sigmoid(float g) { return 1.f / (1.f + expf(-g)); }
 
 template <typename T>
@@ -45,7 +38,7 @@ void swiglu(DType dtype, int64_t n, const void* gate, const void* up, void* y, v
   if (n == 0) return;
   dispatch_float_dtype(dtype, "swiglu", [&](auto tag) {
     using T = decltype(tag);
-    swiglu_kernel<T><<<blocks_for(n), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
+    swiglu_kernel<T><<<grid_stride_blocks(n, kThreads), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
         n, static_cast<const T*>(gate), static_cast<const T*>(up), static_cast<T*>(y));
     check_launch("swiglu");
   });
@@ -56,7 +49,7 @@ void swiglu_backward(DType dtype, int64_t n, const void* gate, const void* up, c
   if (n == 0) return;
   dispatch_float_dtype(dtype, "swiglu", [&](auto tag) {
     using T = decltype(tag);
-    swiglu_backward_kernel<T><<<blocks_for(n), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
+    swiglu_backward_kernel<T><<<grid_stride_blocks(n, kThreads), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
         n, static_cast<const T*>(gate), static_cast<const T*>(up), static_cast<const T*>(dy), static_cast<T*>(d_gate),
         static_cast<T*>(d_up));
     check_launch("swigluBackward");
