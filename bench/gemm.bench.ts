@@ -2,14 +2,13 @@
 // machine's measured fp32 FMA peak; on a CUDA machine also the engine's own GPU kernel.
 //   npm run bench                 (R1V_BENCH_SIZES=256,1024 to choose sizes)
 //   npm run bench -- --save       also writes bench/results/gemm-<machine>-<date>.{json,md}
-import { execSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { cpus } from 'node:os';
 
 import { Bench } from 'tinybench';
 
 import { buildInfo, devices, Engine, ops, type FloatDType } from '../lib/index.js';
 import { native } from '../lib/native.js';
+import { runIdentity } from './run_identity.js';
 
 const sizes = (process.env.R1V_BENCH_SIZES ?? '256,512,1024,2048').split(',').map(Number);
 const info = buildInfo();
@@ -79,13 +78,7 @@ for (const row of builtin) {
 }
 
 if (process.argv.includes('--save')) {
-  const date = new Date().toISOString();
-  let commit = 'unknown';
-  try {
-    commit = execSync('git rev-parse --short HEAD', { encoding: 'utf8' }).trim();
-  } catch {}
-  const gpus = devices().filter((d) => d.kind === 'cuda').map((d) => d.name);
-  const machine = gpus.length ? gpus[0]!.replace(/[^A-Za-z0-9]+/g, '-') : `cpu-${cpus().length}core`;
+  const { date, commit, gpus, machine } = runIdentity();
   const command = `R1V_BENCH_SIZES=${sizes.join(',')} npm run bench -- --save`;
   const record = { date, commit, command, cpu: cpu.name, threads: info.threads, isa: info.cpuIsa, blas: info.blas, gpus, cpuPeakGflops: peak, rows };
   const base = `bench/results/gemm-${machine}-${date.slice(0, 10)}`;

@@ -4,9 +4,7 @@
 //   R1V_BENCH_FULL=1 npm run bench:kernels      the full shapes on the CPU too
 //   npm run bench:kernels -- --only=attention   one op family (matmul, attention, connector, token_stats, elementwise, optimizer, norms)
 //   npm run bench:kernels -- --save             also writes bench/results/kernels[-<only>]-<machine>-<date>.{json,md}
-import { execSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { cpus } from 'node:os';
 
 import { buildInfo, devices, Engine } from '../lib/index.js';
 import { native } from '../lib/native.js';
@@ -18,6 +16,7 @@ import { run as runMatmul } from './kernels/matmul.js';
 import { run as runOptimizer } from './kernels/optimizer.js';
 import { run as runNorms } from './kernels/norms.js';
 import { run as runTokenStats } from './kernels/token_stats.js';
+import { runIdentity } from './run_identity.js';
 
 const families: Record<string, (ctx: BenchContext) => Promise<void>> = {
   matmul: runMatmul,
@@ -84,13 +83,7 @@ console.log();
 console.table(rows);
 
 if (process.argv.includes('--save')) {
-  const date = new Date().toISOString();
-  let commit = 'unknown';
-  try {
-    commit = execSync('git rev-parse --short HEAD', { encoding: 'utf8' }).trim();
-  } catch {}
-  const gpus = devices().filter((d) => d.kind === 'cuda').map((d) => d.name);
-  const machine = gpus.length ? gpus[0]!.replace(/[^A-Za-z0-9]+/g, '-') : `cpu-${cpus().length}core`;
+  const { date, commit, gpus, machine } = runIdentity();
   const command = `${fullOnCpu ? 'R1V_BENCH_FULL=1 ' : ''}npm run bench:kernels -- --save${only ? ` --only=${only}` : ''}`;
   const record = { date, commit, command, cpu: cpu.name, threads: info.threads, isa: info.cpuIsa, blas: info.blas, gpus, cpuPeakGflops: cpuPeak, cpuCopyGBps: cpuCopy, rows };
   const base = `bench/results/kernels${only ? `-${only}` : ''}-${machine}-${date.slice(0, 10)}`;
