@@ -1,7 +1,9 @@
 // rope(x, positions, { theta }), ropeBackward(dY, positions, { theta })
 // swiglu(gate, up), swigluBackward(gate, up, dY)
+// gelu(z), geluBackward(z, dY)
 // embedding(ids, table), embeddingBackward(ids, dY, V)
 #include "../native/ops/embedding.h"
+#include "../native/ops/gelu.h"
 #include "../native/ops/rope.h"
 #include "../native/ops/swiglu.h"
 #include "args.h"
@@ -52,6 +54,18 @@ Napi::Value swiglu_backward(const Napi::CallbackInfo& info) {
   return tensor_object(info.Env(), {{"dGate", g.d_gate}, {"dUp", g.d_up}});
 }
 
+Napi::Value gelu(const Napi::CallbackInfo& info) {
+  expect_count(info, 1, 1, "gelu");
+  return TensorHandle::wrap(info.Env(), r1v::gelu(TensorHandle::unwrap(info[0], "gelu: z")));
+}
+
+Napi::Value gelu_backward(const Napi::CallbackInfo& info) {
+  expect_count(info, 2, 2, "geluBackward");
+  const Tensor& z = TensorHandle::unwrap(info[0], "geluBackward: z");
+  const Tensor& dy = TensorHandle::unwrap(info[1], "geluBackward: dY");
+  return TensorHandle::wrap(info.Env(), r1v::gelu_backward(z, dy));
+}
+
 Napi::Value embedding(const Napi::CallbackInfo& info) {
   expect_count(info, 2, 2, "embedding");
   const Tensor& ids = TensorHandle::unwrap(info[0], "embedding: ids");
@@ -74,6 +88,8 @@ void register_elementwise_ops(Napi::Env env, Napi::Object exports) {
   export_op<rope_backward>(env, exports, "ropeBackward");
   export_op<swiglu>(env, exports, "swiglu");
   export_op<swiglu_backward>(env, exports, "swigluBackward");
+  export_op<gelu>(env, exports, "gelu");
+  export_op<gelu_backward>(env, exports, "geluBackward");
   export_op<embedding>(env, exports, "embedding");
   export_op<embedding_backward>(env, exports, "embeddingBackward");
 }

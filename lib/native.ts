@@ -149,6 +149,8 @@ export interface NativeAddon {
   ropeBackward(dY: NativeTensor, positions: NativeTensor, options: { theta: number }): NativeTensor;
   swiglu(gate: NativeTensor, up: NativeTensor): NativeTensor;
   swigluBackward(gate: NativeTensor, up: NativeTensor, dY: NativeTensor): { dGate: NativeTensor; dUp: NativeTensor };
+  gelu(z: NativeTensor): NativeTensor;
+  geluBackward(z: NativeTensor, dY: NativeTensor): NativeTensor;
   embedding(ids: NativeTensor, table: NativeTensor): NativeTensor;
   embeddingBackward(ids: NativeTensor, dY: NativeTensor, vocab: number): NativeTensor;
   sumOfSquares(tensors: NativeTensor[]): NativeTensor;

@@ -41,6 +41,25 @@ function referenceSwigluBackward(g: ArrayLike<number>, u: ArrayLike<number>, dy:
   return { dGate, dUp };
 }
 
+/** Φ(z) in float64: ½ ± ∫₀^|z| φ by Simpson's rule (error far below f32 resolution for |z| ≤ 10). */
+function normalCdf(z: number): number {
+  const a = Math.min(Math.abs(z), 10), n = 400, h = a / n;
+  const phi = (x: number): number => Math.exp(-0.5 * x * x) / Math.sqrt(2 * Math.PI);
+  let sum = phi(0) + phi(a);
+  for (let i = 1; i < n; i++) sum += (i % 2 ? 4 : 2) * phi(i * h);
+  const half = (sum * h) / 3;
+  return z >= 0 ? 0.5 + half : 0.5 - half;
+}
+
+function referenceGelu(z: ArrayLike<number>): Float64Array {
+  return Float64Array.from({ length: z.length }, (_, i) => z[i]! * normalCdf(z[i]!));
+}
+
+function referenceGeluBackward(z: ArrayLike<number>, dy: ArrayLike<number>): Float64Array {
+  return Float64Array.from({ length: z.length }, (_, i) =>
+    dy[i]! * (normalCdf(z[i]!) + (z[i]! * Math.exp(-0.5 * z[i]! * z[i]!)) / Math.sqrt(2 * Math.PI)));
+}
+
 function referenceEmbedding(ids: Int32Array, table: ArrayLike<number>, hidden: number): Float64Array {
   const out = new Float64Array(ids.length * hidden);
   ids.forEach((id, t) => {
@@ -151,6 +170,23 @@ for (const device of devs) {
         }
       });
 
+      it(`${dtype}: gelu and geluBackward against float64, odd sizes`, async () => {
+        const next = rng(`gelu-${device}-${dtype}`);
+        for (const shape of [[1, 1], [3, 7], [13, 1031], [2, 3, 5]]) {
+          const n = shape.reduce((a, b) => a * b, 1);
+          using z = e.tensor(scaled(randomArray(n, next), 8), shape, { dtype });
+          using dyT = e.tensor(randomArray(n, next), shape, { dtype });
+          using y = ops.gelu(z);
+          using dz = ops.geluBackward(z, dyT);
+          assert.deepEqual(dz.shape, shape);
+          assert.equal(dz.dtype, dtype);
+          const [zv, dv] = [await z.toArray(), await dyT.toArray()];
+          const errs = [relativeError(await y.toArray(), referenceGelu(zv)),
+            relativeError(await dz.toArray(), referenceGeluBackward(zv, dv))];
+          assert.ok(errs.every((x) => x <= tol(dtype)), `${shape}: ${errs}`);
+        }
+      });
+
       it(`${dtype}: embedding and embeddingBackward against float64, repeated ids, unseen rows zero`, async () => {
         const next = rng(`embedding-${device}-${dtype}`);
         for (const [t, v, h] of [[1, 1, 1], [9, 5, 7], [37, 151, 67], [300, 3, 130]]) {
@@ -207,6 +243,14 @@ for (const device of devs) {
         using dUp = grads.dUp;
         checkDirectional((z) => referenceSwiglu(z, u), g, w, vg, await dGate.toArray(), 'swiglu gate');
         checkDirectional((z) => referenceSwiglu(g, z), u, w, vu, await dUp.toArray(), 'swiglu up');
+      }
+      {
+        const n = 30;
+        const [z, w, v] = [scaled(randomArray(n, next), 6), randomArray(n, next), randomArray(n, next)];
+        using tz = e.tensor(z, [3, 10]);
+        using tw = e.tensor(w, [3, 10]);
+        using dz = ops.geluBackward(tz, tw);
+        checkDirectional((x) => referenceGelu(x), z, w, v, await dz.toArray(), 'gelu');
       }
       {
         const [t, vocab, h] = [11, 4, 3];
@@ -275,6 +319,7 @@ for (const device of devs) {
       using g = e.randn([3, 5]);
       expectR1VError(() => ops.swiglu(g, e.randn([5, 3])), 'SHAPE', /swiglu: up/);
       expectR1VError(() => ops.swigluBackward(g, g, e.randn([3, 4])), 'SHAPE', /swigluBackward: dY/);
+      expectR1VError(() => ops.geluBackward(g, e.randn([3, 4])), 'SHAPE', /geluBackward: dY/);
       expectR1VError(() => ops.swiglu(e.tensor<'i32'>(new Int32Array(15), [3, 5]) as never, g as never), 'DTYPE', /gate/);
       expectR1VError(() => ops.swiglu(g, e.tensor<'i32'>(new Int32Array(15), [3, 5]) as never), 'DTYPE', /up/);
 

@@ -61,7 +61,7 @@ describe('bad-argument fuzzing of the native entry points', () => {
       { name: 'devices', call: (args) => (addon.devices as (...a: unknown[]) => unknown)(...args) },
       { name: 'buildInfo', call: (args) => (addon.buildInfo as (...a: unknown[]) => unknown)(...args) },
       ...(['matmul', 'attention', 'attentionBackward', 'connector', 'connectorBackward', 'tokenStats', 'tokenStatsBackward',
-        'linearTokenStats', 'linearTokenStatsBackward', 'rope', 'ropeBackward', 'swiglu', 'swigluBackward', 'embedding',
+        'linearTokenStats', 'linearTokenStatsBackward', 'rope', 'ropeBackward', 'swiglu', 'swigluBackward', 'gelu', 'geluBackward', 'embedding',
         'embeddingBackward', 'rmsNorm', 'rmsNormBackward', 'layerNorm', 'layerNormBackward', 'sumOfSquares',
         'adamwStep', 'patchify', 'unpatchify'] as const).map((op) => ({
         name: op,

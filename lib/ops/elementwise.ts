@@ -1,5 +1,5 @@
 // The elementwise glue of the Qwen2 decoder and their backwards: rotary position embedding,
-// the SwiGLU activation and the token embedding lookup. CPU: f32; CUDA: f32, bf16, f16 (f32 math).
+// the SwiGLU and GELU activations and the token embedding lookup. CPU: f32; CUDA: f32, bf16, f16 (f32 math).
 import { native } from '../native.js';
 import type { FloatDType, Tensor } from '../tensor.js';
 import { checkOptions, tensorArg, wrap } from './common.js';
@@ -65,6 +65,22 @@ export function swigluBackward<D extends FloatDType>(gate: Tensor<D>, up: Tensor
   const td = tensorArg<Tensor<D>>(dY, 'swigluBackward: dY');
   const g = native().swigluBackward(tg.handle, tu.handle, td.handle);
   return { dGate: wrap(tg, g.dGate), dUp: wrap(tg, g.dUp) };
+}
+
+/**
+ * The exact GELU of the ViT MLP, elementwise: y = z·Φ(z) = ½z·erfc(−z/√2) (the erf form, not the
+ * tanh approximation). Returns y like z.
+ */
+export function gelu<D extends FloatDType>(z: Tensor<D>): Tensor<D> {
+  const tz = tensorArg<Tensor<D>>(z, 'gelu: z');
+  return wrap(tz, native().gelu(tz.handle));
+}
+
+/** Backward of gelu: dZ = dY·(Φ(z) + z·φ(z)), for dY like z. */
+export function geluBackward<D extends FloatDType>(z: Tensor<D>, dY: Tensor<D>): Tensor<D> {
+  const tz = tensorArg<Tensor<D>>(z, 'geluBackward: z');
+  const td = tensorArg<Tensor<D>>(dY, 'geluBackward: dY');
+  return wrap(tz, native().geluBackward(tz.handle, td.handle));
 }
 
 /**
