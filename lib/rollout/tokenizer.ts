@@ -258,7 +258,12 @@ export class Tokenizer {
 
     let generationEos: number[] = [];
     if (generationText !== undefined) {
-      const generation: unknown = JSON.parse(generationText);
+      let generation: unknown;
+      try {
+        generation = JSON.parse(generationText);
+      } catch (error) {
+        throw new R1VError('CONFIG', `Tokenizer.load: ${join(dir, 'generation_config.json')} is not valid JSON (${(error as Error).message})`);
+      }
       const eos = isObject(generation) ? generation.eos_token_id : undefined;
       generationEos = (Array.isArray(eos) ? eos : eos === undefined || eos === null ? [] : [eos])
         .filter((id): id is number => Number.isInteger(id));
