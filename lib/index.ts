@@ -13,3 +13,12 @@ export {
   parseModelConfig, type ModelConfig, type VisionConfig, type ConnectorConfig, type ImageTilingConfig,
   type LanguageConfig, type ParseModelConfigOptions,
 } from './model/config.js';
+export {
+  Tokenizer, IMG_START_TOKEN, IMG_END_TOKEN, IMG_CONTEXT_TOKEN, IMAGE_PLACEHOLDER, DEFAULT_TOKENS_PER_TILE,
+  type TokenizerLoadOptions, type AddedTokenSpec, type ChatMessage, type ChatContentPart,
+  type ChatTemplateOptions, type EncodeOptions, type DecodeOptions,
+} from './rollout/tokenizer.js';
+export {
+  ImageProcessor, chooseTileGrid, IMAGENET_MEAN, IMAGENET_STD,
+  type ImageInput, type RawImage, type TilingOptions, type ImageProcessorOptions, type ProcessedImage,
+} from './rollout/image.js';
