@@ -17,7 +17,7 @@ function referenceScaleChannels(x: ArrayLike<number>, s: ArrayLike<number>): Flo
 /** Σ over rows of x [rows, c] (times w when given). */
 function referenceColumnSums(x: ArrayLike<number>, c: number, w?: ArrayLike<number>): Float64Array {
   const out = new Float64Array(c);
-  for (let i = 0; i < x.length; i++) out[i % c] += x[i]! * (w ? w[i]! : 1);
+  for (let i = 0; i < x.length; i++) out[i % c] = out[i % c]! + x[i]! * (w ? w[i]! : 1);
   return out;
 }
 
@@ -32,7 +32,7 @@ function referenceGather(x: ArrayLike<number>, cols: number, idx: Int32Array): F
 function referenceScatterAdd(src: ArrayLike<number>, cols: number, idx: Int32Array, rows: number): Float64Array {
   const out = new Float64Array(rows * cols);
   idx.forEach((r, m) => {
-    for (let j = 0; j < cols; j++) out[r * cols + j] += src[m * cols + j]!;
+    for (let j = 0; j < cols; j++) out[r * cols + j] = out[r * cols + j]! + src[m * cols + j]!;
   });
   return out;
 }
@@ -172,7 +172,7 @@ for (const device of devs) {
           const idx = randomInts(m, n, next);
           using tx = e.tensor(x, [n, ...rest], { dtype });
           using ts = e.tensor(src, [m, ...rest], { dtype });
-          using ti = e.tensor(idx, [m]);
+          using ti = e.tensor<'i32'>(idx, [m]);
           using gathered = ops.gatherRows(tx, ti);
           using added = ops.scatterAddRows(ts, ti, n);
           assert.deepEqual(gathered.shape, [m, ...rest]);
@@ -184,7 +184,7 @@ for (const device of devs) {
           // The overwriting ops need distinct indices: at most N of them.
           const k = Math.min(m, n);
           const distinct = randomDistinct(k, n, next);
-          using tk = e.tensor(distinct, [k]);
+          using tk = e.tensor<'i32'>(distinct, [k]);
           using tsk = e.tensor(src.subarray(0, k * cols), [k, ...rest], { dtype });
           using scattered = ops.scatterRows(tx, tk, tsk);
           const scatterRef = referenceScatter(x, cols, distinct, src.subarray(0, k * cols));
@@ -218,7 +218,7 @@ for (const device of devs) {
         assert.equal(c.dtype, from);
         assert.deepEqual(Array.from(await c.toArray()), Array.from(stored));
       }
-      using ints = e.tensor(new Int32Array([3, -7, 2 ** 31 - 1]), [3]);
+      using ints = e.tensor<'i32'>(new Int32Array([3, -7, 2 ** 31 - 1]), [3]);
       using intsCopy = ops.copy(ints);
       assert.equal(intsCopy.dtype, 'i32');
       assert.deepEqual(Array.from(await intsCopy.toArray()), [3, -7, 2 ** 31 - 1]);
@@ -235,7 +235,7 @@ for (const device of devs) {
       using c = ops.copy(x);
       using c2 = ops.cast(x, 'f32');
       using row = e.tensor(new Float32Array([9, 9]), [1, 2]);
-      using zero = e.tensor(new Int32Array([0]), [1]);
+      using zero = e.tensor<'i32'>(new Int32Array([0]), [1]);
       ops.writeRows(c, zero, row);
       ops.writeRows(c2, zero, row);
       assert.deepEqual(Array.from(await x.toArray()), [1, 2, 3, 4]);
@@ -249,13 +249,13 @@ for (const device of devs) {
       assert.deepEqual(view.shape, [2, 4, 3]);
       assert.deepEqual(ops.reshape(base, [-1]).shape, [24]);
       using rows = e.tensor(new Float32Array([1, 2, 3, 4, 5, 6]), [1, 6]);
-      using idx = e.tensor(new Int32Array([2]), [1]);
+      using idx = e.tensor<'i32'>(new Int32Array([2]), [1]);
       ops.writeRows(base, idx, rows);  // through the base …
       const seen = await view.toArray();
       assert.deepEqual(Array.from(seen.subarray(12, 18)), [1, 2, 3, 4, 5, 6]);
       using flat = ops.reshape(view, [8, 3]);
       using one = e.tensor(new Float32Array([7, 8, 9]), [1, 3]);
-      using zero = e.tensor(new Int32Array([0]), [1]);
+      using zero = e.tensor<'i32'>(new Int32Array([0]), [1]);
       ops.writeRows(flat, zero, one);  // … and through a view of the view
       assert.deepEqual(Array.from((await base.toArray()).subarray(0, 3)), [7, 8, 9]);
       const before = e.memoryStats().allocatedBytes;
@@ -271,7 +271,7 @@ for (const device of devs) {
 
     it('reshape shares the error of the op that made its base', async () => {
       using x = e.randn([4, 2]);
-      using bad = e.tensor(new Int32Array([5]), [1]);
+      using bad = e.tensor<'i32'>(new Int32Array([5]), [1]);
       using g = ops.gatherRows(x, bad);
       using v = ops.reshape(g, [2]);
       await assert.rejects(v.toArray(), R1VError);
@@ -280,7 +280,7 @@ for (const device of devs) {
 
     it('empty inputs give empty outputs (scatterAddRows, sumRows: zeros)', async () => {
       using x = e.randn([0, 5]);
-      using none = e.tensor(new Int32Array(0), [0]);
+      using none = e.tensor<'i32'>(new Int32Array(0), [0]);
       using g = ops.gatherRows(x, none);
       assert.deepEqual(g.shape, [0, 5]);
       using src = e.randn([0, 3]);
@@ -298,7 +298,7 @@ for (const device of devs) {
       sx.dScale.dispose();
       assert.equal((await ops.add(x, e.randn([5])).toArray()).length, 0);
       assert.equal((await ops.cast(x, 'f32').toArray()).length, 0);
-      assert.equal((await ops.gatherRows(e.randn([3, 0]), e.tensor(new Int32Array([1, 2]), [2])).toArray()).length, 0);
+      assert.equal((await ops.gatherRows(e.randn([3, 0]), e.tensor<'i32'>(new Int32Array([1, 2]), [2])).toArray()).length, 0);
     });
 
     it('scaleChannelsBackward matches central finite differences; scatterAddRows is the adjoint of gatherRows', async () => {
@@ -322,7 +322,7 @@ for (const device of devs) {
       const [n, m] = [6, 11];
       const table = randomArray(n * 3, next), dy = randomArray(m * 3, next), idx = randomInts(m, n, next);
       using tt = e.tensor(table, [n, 3]);
-      using ti = e.tensor(idx, [m]);
+      using ti = e.tensor<'i32'>(idx, [m]);
       using tdy = e.tensor(dy, [m, 3]);
       using gathered = ops.gatherRows(tt, ti);
       using back = ops.scatterAddRows(tdy, ti, n);
@@ -341,7 +341,7 @@ for (const device of devs) {
     it('bad indices reject the readback naming them; writeRows marks dst; the engine goes on', async () => {
       using x = e.randn([6, 3]);
       for (const bad of [6, -1]) {
-        using ti = e.tensor(new Int32Array([0, bad, 2]), [3]);
+        using ti = e.tensor<'i32'>(new Int32Array([0, bad, 2]), [3]);
         const pattern = (op: string) => (device === 'cpu' ? new RegExp(`${op}: idx\\[1\\] = ${bad} is outside \\[0, 6\\)`) : /idx/);
         using g = ops.gatherRows(x, ti);
         await expectArgumentRejection(g.toArray(), pattern('gatherRows'));
@@ -350,20 +350,20 @@ for (const device of devs) {
         using s = ops.scatterRows(x, ti, e.randn([3, 3]));
         await expectArgumentRejection(s.toArray(), pattern('scatterRows'));
       }
-      using dup = e.tensor(new Int32Array([4, 1, 4]), [3]);
+      using dup = e.tensor<'i32'>(new Int32Array([4, 1, 4]), [3]);
       using s = ops.scatterRows(x, dup, e.randn([3, 3]));
       await expectArgumentRejection(s.toArray(), device === 'cpu' ? /scatterRows: idx\[2\] = 4 repeats idx\[0\]/ : /idx/);
       using dst = e.randn([6, 3]);
       ops.writeRows(dst, dup, e.randn([3, 3]));
       await expectArgumentRejection(dst.toArray(), device === 'cpu' ? /writeRows: idx\[2\] = 4 repeats idx\[0\]/ : /idx/);
       await e.synchronize().catch(() => undefined);
-      using ok = ops.gatherRows(x, e.tensor(new Int32Array([5, 0]), [2]));
+      using ok = ops.gatherRows(x, e.tensor<'i32'>(new Int32Array([5, 0]), [2]));
       assert.ok((await ok.toArray()).every(Number.isFinite));
     });
 
     it('rejects bad arguments, naming them', () => {
       using x = e.randn([3, 4]);
-      using idx = e.tensor(new Int32Array([0, 1]), [2]);
+      using idx = e.tensor<'i32'>(new Int32Array([0, 1]), [2]);
       expectR1VError(() => ops.reshape(x, [5, -1]), 'SHAPE', /reshape: cannot infer/);
       expectR1VError(() => ops.reshape(x, [-1, -1]), 'SHAPE', /more than one -1/);
       expectR1VError(() => ops.reshape(x, [2, 5]), 'SHAPE', /reshape: shape \[2, 5\] has 10 elements/);
@@ -374,9 +374,9 @@ for (const device of devs) {
       expectR1VError(() => ops.scale(x, NaN), 'ARGUMENT', /scale: alpha/);
       expectR1VError(() => ops.scaleChannels(x, e.randn([3])), 'SHAPE', /scaleChannels: s must have shape \[4\]/);
       expectR1VError(() => ops.scaleChannelsBackward(x, e.randn([4]), e.randn([4, 3])), 'SHAPE', /scaleChannelsBackward: dY/);
-      expectR1VError(() => ops.sumRows(e.tensor(new Int32Array([1]), [1]) as never), 'DTYPE', /sumRows: x/);
+      expectR1VError(() => ops.sumRows(e.tensor<'i32'>(new Int32Array([1]), [1]) as never), 'DTYPE', /sumRows: x/);
       expectR1VError(() => ops.gatherRows(x, e.tensor(new Float32Array([0]), [1]) as never), 'DTYPE', /gatherRows: idx must be i32/);
-      expectR1VError(() => ops.gatherRows(x, e.tensor(new Int32Array([0, 1]), [1, 2])), 'SHAPE', /gatherRows: idx must be 1-D/);
+      expectR1VError(() => ops.gatherRows(x, e.tensor<'i32'>(new Int32Array([0, 1]), [1, 2])), 'SHAPE', /gatherRows: idx must be 1-D/);
       expectR1VError(() => ops.scatterAddRows(x, idx, 4), 'SHAPE', /scatterAddRows: src must have one row per index/);
       expectR1VError(() => ops.scatterAddRows(e.randn([2, 4]), idx, -1), 'ARGUMENT', /scatterAddRows: rows/);
       expectR1VError(() => ops.scatterRows(x, idx, e.randn([2, 5])), 'SHAPE', /scatterRows: src must have shape \[2, 4\]/);
@@ -389,7 +389,7 @@ for (const device of devs) {
       }
       const other = Engine.create({ device });
       try {
-        expectR1VError(() => ops.gatherRows(x, other.tensor(new Int32Array([0]), [1])), 'DEVICE', /gatherRows: idx/);
+        expectR1VError(() => ops.gatherRows(x, other.tensor<'i32'>(new Int32Array([0]), [1])), 'DEVICE', /gatherRows: idx/);
         expectR1VError(() => ops.add(x, other.randn([4])), 'DEVICE', /add: b/);
       } finally {
         other.dispose();
