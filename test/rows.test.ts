@@ -117,6 +117,7 @@ for (const device of devs) {
         const next = rng(`arith-${device}-${dtype}`);
         const cases: Array<[number[], number[]]> = [
           [[7, 3], [7, 3]], [[5, 1], [1]], [[9, 1000], [1000]], [[3, 5, 7], [5, 7]], [[2, 3, 4], [4]], [[11], [11]],
+          [[33, 1001], [33, 1001]], [[37, 999], [999]], [[4, 3], []],
         ];
         for (const [aShape, bShape] of cases) {
           const n = aShape.reduce((p, d) => p * d, 1), nb = bShape.reduce((p, d) => p * d, 1);
@@ -227,6 +228,26 @@ for (const device of devs) {
         using y = ops.cast(nonFinite, to);
         const got = await y.toArray();
         assert.ok(Number.isNaN(got[0]) && got[1] === Infinity && got[2] === -Infinity, `${to}: ${got}`);
+      }
+    });
+
+    it('the row copies move bf16 and f16 rows bit for bit (on the CPU too)', async () => {
+      const next = rng(`rows16-${device}`);
+      for (const dtype of ['bf16', 'f16'] as FloatDType[]) {
+        const x = randomArray(7 * 5, next), src = randomArray(3 * 5, next);
+        using tx = e.tensor(x, [7, 5], { dtype });
+        using ts = e.tensor(src, [3, 5], { dtype });
+        using ti = e.tensor<'i32'>(new Int32Array([6, 0, 3]), [3]);
+        const xr = x.map((v) => roundTo(dtype, v)), sr = src.map((v) => roundTo(dtype, v));
+        using g = ops.gatherRows(tx, ti);
+        assert.equal(g.dtype, dtype);
+        assert.deepEqual(Array.from(await g.toArray()), Array.from(referenceGather(xr, 5, new Int32Array([6, 0, 3]))));
+        using s = ops.scatterRows(tx, ti, ts);
+        const want = Array.from(referenceScatter(xr, 5, new Int32Array([6, 0, 3]), sr));
+        assert.deepEqual(Array.from(await s.toArray()), want);
+        using v = ops.reshape(ops.copy(tx), [7, 5]);
+        ops.writeRows(v, ti, ts);
+        assert.deepEqual(Array.from(await v.toArray()), want);
       }
     });
 

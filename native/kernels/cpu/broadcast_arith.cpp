@@ -29,14 +29,16 @@ constexpr int64_t kColumnBlock = 64;
 }  // namespace
 
 void broadcast_binary(BroadcastOp op, const float* a, int64_t n, const float* b, int64_t nb, float* out) {
-  const int64_t rows = n / nb;
-  ThreadPool::global().parallel_for(rows, std::max<int64_t>(1, kGrain / nb), [&](int64_t begin, int64_t end) {
-    for (int64_t r = begin; r < end; ++r) {
+  // Chunks of the flat range (so one long row is split too), walked in runs that end where b wraps.
+  ThreadPool::global().parallel_for(n, kGrain, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end;) {
+      const int64_t j = i % nb, len = std::min(end - i, nb - j);
       if (op == BroadcastOp::Add) {
-        add_row(a + r * nb, b, nb, out + r * nb);
+        add_row(a + i, b + j, len, out + i);
       } else {
-        mul_row(a + r * nb, b, nb, out + r * nb);
+        mul_row(a + i, b + j, len, out + i);
       }
+      i += len;
     }
   });
 }
