@@ -157,6 +157,18 @@ export interface NativeAddon {
   adamwStep(groups: NativeAdamWGroup[], options: NativeAdamWOptions): void;
   patchify(pixels: NativeTensor, options: { patch: number }): NativeTensor;
   unpatchify(patches: NativeTensor, options: { channels: number; height: number; width: number; patch: number }): NativeTensor;
+  reshape(x: NativeTensor, shape: number[]): NativeTensor;
+  add(a: NativeTensor, b: NativeTensor): NativeTensor;
+  scale(x: NativeTensor, alpha: number): NativeTensor;
+  scaleChannels(x: NativeTensor, s: NativeTensor): NativeTensor;
+  scaleChannelsBackward(x: NativeTensor, s: NativeTensor, dY: NativeTensor): { dx: NativeTensor; dScale: NativeTensor };
+  sumRows(x: NativeTensor): NativeTensor;
+  gatherRows(x: NativeTensor, idx: NativeTensor): NativeTensor;
+  scatterAddRows(src: NativeTensor, idx: NativeTensor, rows: number): NativeTensor;
+  scatterRows(base: NativeTensor, idx: NativeTensor, src: NativeTensor): NativeTensor;
+  writeRows(dst: NativeTensor, idx: NativeTensor, src: NativeTensor): void;
+  cast(x: NativeTensor, dtype: NativeDType): NativeTensor;
+  copy(x: NativeTensor): NativeTensor;
   measureCpuPeakGflops(seconds: number): number;
 }
 

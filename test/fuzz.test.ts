@@ -35,7 +35,7 @@ describe('bad-argument fuzzing of the native entry points', () => {
       undefined, null, true, false, 0, -1, 1.5, NaN, Infinity, -Infinity, 2 ** 53, 1e300, 3, 6,
       '', 'cpu', 'cuda:0', 'cuda:99', 'gpu', 'f32', 'bf16', 'f16', 'i32', 'f64', 'auto', 'builtin', 'blas',
       1n, Symbol('s'), () => 1, {}, [], [2, 3], [3, 2], [3, 3], [-1], [1.5], [NaN], ['2'], [2 ** 40, 2 ** 40],
-      [1e6, 1e6], [1, 2, 3, 4, 5, 6, 7, 8, 9], [0], [6], [1, 2, 3, 4, 5, 6], sparse,
+      [1e6, 1e6], [1, 2, 3, 4, 5, 6, 7, 8, 9], [0], [6], [1, 2, 3, 4, 5, 6], [3, -1], [-1, -1], [2, -2], sparse,
       new Float32Array(6), new Float64Array(6), new Int32Array(6), new Uint8Array(6), new Float32Array(0),
       new ArrayBuffer(8), { transA: true }, { transA: 'yes' }, { transB: 1 }, hostile,
       Object.create((good as object).constructor.prototype), engine, good, square, half, ints, foreign, disposed,
@@ -63,7 +63,8 @@ describe('bad-argument fuzzing of the native entry points', () => {
       ...(['matmul', 'attention', 'attentionBackward', 'connector', 'connectorBackward', 'tokenStats', 'tokenStatsBackward',
         'linearTokenStats', 'linearTokenStatsBackward', 'rope', 'ropeBackward', 'swiglu', 'swigluBackward', 'gelu', 'geluBackward', 'embedding',
         'embeddingBackward', 'rmsNorm', 'rmsNormBackward', 'layerNorm', 'layerNormBackward', 'sumOfSquares',
-        'adamwStep', 'patchify', 'unpatchify'] as const).map((op) => ({
+        'adamwStep', 'patchify', 'unpatchify', 'reshape', 'add', 'scale', 'scaleChannels', 'scaleChannelsBackward',
+        'sumRows', 'gatherRows', 'scatterAddRows', 'scatterRows', 'writeRows', 'cast', 'copy'] as const).map((op) => ({
         name: op,
         call: (args: unknown[]) => (addon[op] as (...a: unknown[]) => unknown)(...args),
       })),

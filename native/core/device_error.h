@@ -10,6 +10,8 @@ enum DeviceErrorCode : int {
   kDeviceErrorNone = 0,
   kDeviceErrorTargetOutOfRange = 1,  // a target id outside [0, V) in tokenStats / linearTokenStats
   kDeviceErrorIdOutOfRange = 2,      // a token id outside [0, V) in embedding / embeddingBackward
+  kDeviceErrorRowIndexOutOfRange = 3,  // a row index outside [0, N) in gatherRows / scatter*Rows / writeRows
+  kDeviceErrorDuplicateRowIndex = 4,   // a row index given twice to scatterRows / writeRows
 };
 
 inline const char* device_error_message(int code) {
@@ -19,6 +21,12 @@ inline const char* device_error_message(int code) {
     case kDeviceErrorIdOutOfRange:
       return "ids: a token id is outside [0, V) (found by the CUDA embedding kernel; the affected rows are NaN, "
              "or missing from dTable)";
+    case kDeviceErrorRowIndexOutOfRange:
+      return "idx: a row index is outside [0, N) (found by a CUDA row kernel: gatherRows writes NaN in that row, "
+             "scatterAddRows adds nothing for it, scatterRows / writeRows leave the destination rows unchanged)";
+    case kDeviceErrorDuplicateRowIndex:
+      return "idx: a row index appears more than once in scatterRows / writeRows (found by the CUDA kernel; the "
+             "repeated destination rows are NaN)";
     default:
       return "a CUDA kernel reported invalid input data";
   }

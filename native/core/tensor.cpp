@@ -167,6 +167,16 @@ void enqueue_op(const std::shared_ptr<Context>& ctx, std::vector<Tensor> inputs,
   });
 }
 
+Tensor Tensor::reshaped(const Shape& shape) const {
+  const int64_t numel = shape_numel(shape);
+  if (numel != numel_)
+    fail(ErrorCode::Shape, "cannot view ", shape_str(shape_), " (", numel_, " elements) as ", shape_str(shape), " (",
+         numel, " elements)");
+  Tensor view = *this;
+  view.shape_ = shape;
+  return view;
+}
+
 void Tensor::check_alive(const char* name) const {
   if (!defined()) fail(ErrorCode::Disposed, name, " is disposed");
   ctx_->check_alive(name);

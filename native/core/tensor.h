@@ -120,6 +120,10 @@ class Tensor {
   // Throws Error(Disposed) when the engine was disposed or the memory released.
   void check_alive(const char* name) const;
 
+  // A view of the same memory (and error) with another shape of equal numel; no copy.
+  // Throws Error(Shape) when the element counts differ.
+  Tensor reshaped(const Shape& shape) const;
+
   // See Storage::error. Call from work on the tensor's stream.
   std::exception_ptr error() const { return storage_ ? storage_->error() : nullptr; }
   void set_error(std::exception_ptr e) const {
