@@ -22,3 +22,9 @@ export {
   ImageProcessor, chooseTileGrid, IMAGENET_MEAN, IMAGENET_STD,
   type ImageInput, type RawImage, type TilingOptions, type ImageProcessorOptions, type ProcessedImage,
 } from './rollout/image.js';
+export {
+  VisionLanguageModel, ForwardResult, type Batch, type ForwardOptions, type TokenStatsResult, type BackwardInput,
+  type ModelOptions, type CreateOptions, type SaveOptions, type TrainableSelection,
+} from './model/model.js';
+export { AdamW, type AdamWOptions, type StepOptions, type StepResult } from './model/adamw.js';
+export type { ParameterInfo, ModulePart, ParameterKind } from './model/parameters.js';
