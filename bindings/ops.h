@@ -19,6 +19,7 @@ void register_elementwise_ops(Napi::Env env, Napi::Object exports);  // op_eleme
 void register_optimizer_ops(Napi::Env env, Napi::Object exports);    // op_optimizer.cpp
 void register_norms_ops(Napi::Env env, Napi::Object exports);        // op_norms.cpp
 void register_patchify_ops(Napi::Env env, Napi::Object exports);     // op_patchify.cpp
+void register_sampling_ops(Napi::Env env, Napi::Object exports);     // op_sampling.cpp
 
 // A tensor option (a TensorHandle), or nullopt when absent/undefined.
 std::optional<Tensor> read_tensor_option(const std::optional<Napi::Object>& options, const char* key, const char* fn);

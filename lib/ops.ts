@@ -9,3 +9,4 @@ export * from './ops/elementwise.js';
 export * from './ops/optimizer.js';
 export * from './ops/norms.js';
 export * from './ops/patchify.js';
+export * from './ops/sampling.js';

@@ -10,6 +10,7 @@ enum DeviceErrorCode : int {
   kDeviceErrorNone = 0,
   kDeviceErrorTargetOutOfRange = 1,  // a target id outside [0, V) in tokenStats / linearTokenStats
   kDeviceErrorIdOutOfRange = 2,      // a token id outside [0, V) in embedding / embeddingBackward
+  kDeviceErrorNothingToSample = 3,   // a sampleTokens row whose tokens are all banned, −inf or NaN
 };
 
 inline const char* device_error_message(int code) {
@@ -19,6 +20,9 @@ inline const char* device_error_message(int code) {
     case kDeviceErrorIdOutOfRange:
       return "ids: a token id is outside [0, V) (found by the CUDA embedding kernel; the affected rows are NaN, "
              "or missing from dTable)";
+    case kDeviceErrorNothingToSample:
+      return "sampleTokens: a row has nothing to sample (every token is banned, or its logits are -inf or NaN; "
+             "found by the CUDA kernel: its token is -1 and its logprob and entropy NaN)";
     default:
       return "a CUDA kernel reported invalid input data";
   }
