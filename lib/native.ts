@@ -68,6 +68,8 @@ export interface NativeAttentionOptions {
   /** Packed layout: cumulative sequence lengths [B+1], validated on the host. */
   cuSeqlensQ?: Int32Array;
   cuSeqlensK?: Int32Array;
+  /** KV cache: keys used per sequence [B], a prefix of each cuSeqlensK slot (forward only). */
+  seqUsedK?: Int32Array;
 }
 
 export interface NativeConnectorParams {
