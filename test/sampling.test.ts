@@ -142,6 +142,22 @@ for (const device of devs) {
       });
     }
 
+    it('ties at the top-k / top-p cut go to the lower ids', async () => {
+      const n = 2000;
+      const cases: Array<[number[], { topK: number; topP: number }, number[]]> = [
+        [[1, 2, 2, 2, 0, 2], { topK: 2, topP: 1 }, [1, 2]],
+        [[3, 3, 3, 3, 3, 3, 3, 3, 3, 3], { topK: 0, topP: 0.35 }, [0, 1, 2, 3]],
+        [[0, 5, 5, 5, 5, 1], { topK: 3, topP: 0.6 }, [1, 2]],
+      ];
+      for (const [row, o, kept] of cases) {
+        using logits = e.tensor(repeatRow(Float32Array.from(row), n), [n, row.length]);
+        const r = ops.sampleTokens(logits, { seeds: range(n), offsets: range(n), ...o });
+        const seen = new Set(await r.tokens.toArray());
+        assert.deepEqual([...seen].sort((a, b) => a - b), kept, `${JSON.stringify(row)} ${JSON.stringify(o)}`);
+        for (const t of [r.tokens, r.logprobs, r.entropy]) t.dispose();
+      }
+    });
+
     for (const dtype of dtypes) {
       it(`${dtype}: greedy is the argmax of the non-banned logits; stats are tokenStats at T = 1`, async () => {
         const next = rng(`sample-greedy-${device}-${dtype}`);

@@ -6,7 +6,9 @@
 //   remaining tokens by descending w (ties → lower id) whose mass reaches topP of their total
 //   (a token is kept while the mass before it is < topP·total, the HF/vLLM rule).
 // The kept set is always {w > τ} plus the first r tokens (by id) with w == τ; the token is the
-// first one, in id order over the kept set, whose cumulative mass reaches uniform·(kept mass).
+// first one, in a fixed order over the kept set (CUDA: by id; CPU: see its kernel), whose
+// cumulative mass reaches uniform·(kept mass). So the two backends draw from the same
+// distribution with the same uniforms, but may pick different tokens for one (seed, offset).
 // T = 0 is greedy: the largest non-banned logit, lowest id on ties.
 // logprobs/entropy are tokenStats of the sampled tokens at temperature T (1 when T = 0): the
 // plain softmax over all tokens, before banning and truncation.

@@ -1,7 +1,8 @@
 // CPU sampleTokens: rows split over the pool's threads. Per row: w = exp(u − max) into a
 // scratch row (banned → 0); without truncation, one walk in id order. With top-k/top-p, a
 // histogram of w over buckets of its float bits (monotone in w) finds the bucket where the
-// cut falls; only the tokens at or above it are sorted, then cut exactly (ties → lower id).
+// cut falls; only that bucket's tokens are sorted, then cut exactly (ties → lower id), and
+// the draw walks the kept ids in the order they were gathered (a fixed order).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -42,7 +43,7 @@ int32_t greedy_token(const float* z, int64_t vocab, const uint32_t* mask) {
   return best;
 }
 
-// The first id (ascending over `ids`, or over the whole row when ids is null) whose cumulative
+// The first id (in the order of `ids`, or of the whole row when ids is null) whose cumulative
 // w reaches target; the last positive one if rounding leaves the target unreached.
 int32_t walk(const float* w, const int32_t* ids, int64_t n, double target) {
   double cum = 0.0;
@@ -64,7 +65,10 @@ struct RowScratch {
   double* masses;      // [kBuckets]
 };
 
-// Kept ids after top-k/top-p, ascending, in s.ids[0, n); returns n (≥ 1; w has a positive entry).
+// The kept ids after top-k/top-p in s.ids[0, n), in a fixed order; returns n (≥ 1: w has a
+// positive entry). Buckets above the cut bucket are kept whole (their count stays below k,
+// their mass below topP), so only the cut bucket's tokens need sorting, plus the k tokens
+// when top-p follows top-k.
 int64_t truncate(const SamplingProblem& p, const RowScratch& s) {
   std::fill(s.counts, s.counts + kBuckets, 0);
   std::fill(s.masses, s.masses + kBuckets, 0.0);
@@ -77,8 +81,8 @@ int64_t truncate(const SamplingProblem& p, const RowScratch& s) {
   }
   double total = 0.0;
   for (int64_t b = 0; b < kBuckets; ++b) total += s.masses[b];
-  // The lowest bucket that can hold a kept token: where the top-k count, or (without top-k)
-  // the top-p mass, is first reached walking down from the largest w.
+  // The bucket where the top-k count, or (without top-k) the top-p mass, is first reached
+  // walking down from the largest w.
   int64_t cut = 0, count = 0;
   double mass = 0.0;
   for (int64_t b = kBuckets - 1; b >= 0; --b) {
@@ -89,29 +93,38 @@ int64_t truncate(const SamplingProblem& p, const RowScratch& s) {
       break;
     }
   }
-  int64_t n = 0;
-  for (int64_t j = 0; j < p.vocab; ++j) {
-    if (s.w[j] > 0.f && static_cast<int64_t>(float_bits(s.w[j]) >> kBucketShift) >= cut)
-      s.ids[n++] = static_cast<int32_t>(j);
-  }
   const float* w = s.w;
-  std::sort(s.ids, s.ids + n, [w](int32_t a, int32_t b) { return w[a] > w[b] || (w[a] == w[b] && a < b); });
-  if (p.top_k > 0) n = std::min(n, p.top_k);
-  if (p.top_p < 1.f) {
-    // Top-p is of the top-k tokens' mass, or of the whole row's without top-k.
-    double kept_total = total;
-    if (p.top_k > 0) {
-      kept_total = 0.0;
-      for (int64_t i = 0; i < n; ++i) kept_total += w[s.ids[i]];
-    }
+  auto bucket = [w](int32_t j) { return static_cast<int64_t>(float_bits(w[j]) >> kBucketShift); };
+  int64_t n_above = 0;
+  for (int32_t j = 0; j < p.vocab; ++j) {
+    if (w[j] > 0.f && bucket(j) > cut) s.ids[n_above++] = j;
+  }
+  int64_t n = n_above;
+  for (int32_t j = 0; j < p.vocab; ++j) {
+    if (w[j] > 0.f && bucket(j) == cut) s.ids[n++] = j;
+  }
+  auto heavier = [w](int32_t a, int32_t b) { return w[a] > w[b] || (w[a] == w[b] && a < b); };
+  std::sort(s.ids + n_above, s.ids + n, heavier);
+  if (p.top_k > 0) {
+    n = std::min(n, p.top_k);
+    if (p.top_p >= 1.f) return n;
+    // Top-p over the renormalised top-k tokens: they need their full order.
+    std::sort(s.ids, s.ids + n, heavier);
+    double kept_total = 0.0;
+    for (int64_t i = 0; i < n; ++i) kept_total += w[s.ids[i]];
     const double limit = p.top_p * kept_total;
     double before = 0.0;
     int64_t kept = 0;
     while (kept < n && before < limit) before += w[s.ids[kept++]];
-    n = kept;
+    return kept;
   }
-  std::sort(s.ids, s.ids + n);
-  return n;
+  // Top-p alone: every token above the cut bucket has less than topP of the mass before it.
+  const double limit = p.top_p * total;
+  double before = 0.0;
+  for (int64_t i = 0; i < n_above; ++i) before += w[s.ids[i]];
+  int64_t kept = n_above;
+  while (kept < n && before < limit) before += w[s.ids[kept++]];
+  return kept;
 }
 
 int32_t sample_row(const SamplingProblem& p, int64_t r, const RowScratch& s) {

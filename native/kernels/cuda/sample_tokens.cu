@@ -17,7 +17,8 @@ namespace r1v::cuda {
 namespace {
 
 constexpr int kThreads = 512;
-constexpr uint32_t kOneBits = 0x3F800000u;  // 1.0f, the largest w
+// Exclusive upper end of the bisections: +inf, above any w (w ≤ 1 up to expf's last ulp).
+constexpr uint32_t kInfBits = 0x7F800000u;
 
 __device__ __forceinline__ int block_sum_int(int v, int* scratch) {
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
@@ -56,7 +57,8 @@ struct Row {
   float inv_t, shift;
 
   __device__ bool banned(int64_t j) const { return mask && (mask[j >> 5] >> (j & 31)) & 1u; }
-  __device__ float u(int64_t j) const { return to_float(z[j]) * inv_t; }
+  // Not contracted into an FMA with the − shift below, so the largest u gives w = 1 exactly.
+  __device__ float u(int64_t j) const { return __fmul_rn(to_float(z[j]), inv_t); }
   // 0 for banned tokens; NaN for NaN logits (callers keep only w > 0).
   __device__ float w(int64_t j) const { return banned(j) ? 0.f : expf(u(j) - shift); }
 };
@@ -156,7 +158,7 @@ __global__ void __launch_bounds__(kThreads)
     int topk_ties = 0;
     if (p.top_k > 0 && count >= p.top_k) {
       // Largest t with count(w ≥ t) ≥ k: pred(lo) holds, pred(hi) does not.
-      uint32_t hi = kOneBits + 1;
+      uint32_t hi = kInfBits;
       lo = 1;
       while (hi - lo > 1) {
         const uint32_t mid = lo + (hi - lo) / 2;
@@ -173,7 +175,7 @@ __global__ void __launch_bounds__(kThreads)
     if (p.top_p < 1.f) {
       // Largest t ≥ v_k whose top-k mass at or above t reaches topP of the kept mass.
       const float limit = p.top_p * kept_mass;
-      uint32_t plo = lo == 0 ? 1 : lo, phi = kOneBits + 1;
+      uint32_t plo = lo == 0 ? 1 : lo, phi = kInfBits;
       while (phi - plo > 1) {
         const uint32_t mid = plo + (phi - plo) / 2;
         at_least(row, bits_float(mid), &count, &mass, fscratch, iscratch);
