@@ -14,6 +14,7 @@ import { run as runConnector } from './kernels/connector.js';
 import { run as runElementwise } from './kernels/elementwise.js';
 import { run as runMatmul } from './kernels/matmul.js';
 import { run as runOptimizer } from './kernels/optimizer.js';
+import { run as runSampling } from './kernels/sampling.js';
 import { run as runNorms } from './kernels/norms.js';
 import { run as runTokenStats } from './kernels/token_stats.js';
 import { runIdentity } from './run_identity.js';
@@ -26,6 +27,7 @@ const families: Record<string, (ctx: BenchContext) => Promise<void>> = {
   elementwise: runElementwise,
   optimizer: runOptimizer,
   norms: runNorms,
+  sampling: runSampling,
 };
 const only = process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length);
 if (only && !families[only]) throw new Error(`--only=${only}: known families are ${Object.keys(families).join(', ')}`);

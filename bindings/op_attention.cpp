@@ -1,4 +1,4 @@
-// attention(q, k, v, { causal?, scale?, cuSeqlensQ?, cuSeqlensK? }?)
+// attention(q, k, v, { causal?, scale?, cuSeqlensQ?, cuSeqlensK?, seqUsedK? }?)
 // attentionBackward(q, k, v, out, lse, dOut, options?)
 #include "../native/ops/attention.h"
 #include "args.h"
@@ -12,12 +12,13 @@ namespace {
 
 AttentionOptions read_attention_options(const Napi::Value& value, const char* fn) {
   auto options = read_options(value, concat(fn, ": options").c_str());
-  check_option_keys(options, {"causal", "scale", "cuSeqlensQ", "cuSeqlensK"}, fn);
+  check_option_keys(options, {"causal", "scale", "cuSeqlensQ", "cuSeqlensK", "seqUsedK"}, fn);
   AttentionOptions o;
   o.causal = read_bool_option(options, "causal", fn, false);
   if (auto scale = read_number_option(options, "scale", fn)) o.scale = static_cast<float>(*scale);
   o.cu_seqlens_q = read_int32_array_option(options, "cuSeqlensQ", fn);
   o.cu_seqlens_k = read_int32_array_option(options, "cuSeqlensK", fn);
+  o.seq_used_k = read_int32_array_option(options, "seqUsedK", fn);
   return o;
 }
 

@@ -68,6 +68,8 @@ export interface NativeAttentionOptions {
   /** Packed layout: cumulative sequence lengths [B+1], validated on the host. */
   cuSeqlensQ?: Int32Array;
   cuSeqlensK?: Int32Array;
+  /** KV cache: keys used per sequence [B], a prefix of each cuSeqlensK slot (forward only). */
+  seqUsedK?: Int32Array;
 }
 
 export interface NativeConnectorParams {
@@ -103,6 +105,15 @@ export interface NativeAdamWOptions {
   gradScale?: number | NativeTensor;
 }
 
+export interface NativeSampleTokensOptions {
+  seeds: BigUint64Array | number[];
+  offsets: Int32Array | number[];
+  temperature?: number;
+  topK?: number;
+  topP?: number;
+  bannedTokenIds?: Int32Array | number[];
+}
+
 export interface NativeAddon {
   EngineHandle: new (device: string, seed: number) => NativeEngine;
   TensorHandle: abstract new (...args: never[]) => NativeTensor;
@@ -134,6 +145,7 @@ export interface NativeAddon {
     x: NativeTensor, weight: NativeTensor, mean: NativeTensor, rstd: NativeTensor, dY: NativeTensor,
   ): { dx: NativeTensor; dWeight: NativeTensor; dBias: NativeTensor };
   tokenStats(logits: NativeTensor, targets: NativeTensor, options?: { temperature?: number }): { logprobs: NativeTensor; entropy: NativeTensor };
+  sampleTokens(logits: NativeTensor, options: NativeSampleTokensOptions): Record<'tokens' | 'logprobs' | 'entropy', NativeTensor>;
   tokenStatsBackward(
     logits: NativeTensor, targets: NativeTensor, dLogprobs: NativeTensor, dEntropy: NativeTensor,
     options?: { temperature?: number },

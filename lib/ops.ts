@@ -10,3 +10,4 @@ export * from './ops/optimizer.js';
 export * from './ops/norms.js';
 export * from './ops/patchify.js';
 export * from './ops/rows.js';
+export * from './ops/sampling.js';

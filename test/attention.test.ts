@@ -395,3 +395,130 @@ for (const device of devs) {
     });
   });
 }
+
+// ---- KV cache: seqUsedK ----
+
+interface CacheCase {
+  title: string;
+  hq: number;
+  hkv: number;
+  d: number;
+  causal: boolean;
+  lensQ: number[];
+  used: number[];
+  maxLen: number;
+}
+
+const CACHE_CASES: CacheCase[] = [
+  { title: 'decode Sq=1, GQA 4/2, D=64', hq: 4, hkv: 2, d: 64, causal: true, lensQ: [1, 1, 1], used: [5, 17, 40], maxLen: 48 },
+  { title: 'chunked prefill, causal, GQA 4/1, D=64', hq: 4, hkv: 1, d: 64, causal: true, lensQ: [7, 20, 1], used: [30, 20, 9], maxLen: 40 },
+  { title: 'chunked prefill over key blocks, causal, D=128', hq: 2, hkv: 2, d: 128, causal: true, lensQ: [65, 3], used: [130, 77], maxLen: 150 },
+  { title: 'not causal, used = 0 and a full slot, D=24', hq: 2, hkv: 1, d: 24, causal: false, lensQ: [3, 2, 4], used: [0, 9, 5], maxLen: 9 },
+  { title: 'decode with used = 0, causal, D=8', hq: 2, hkv: 2, d: 8, causal: true, lensQ: [1, 1], used: [0, 3], maxLen: 6 },
+];
+
+/** Rows [b·maxLen, b·maxLen + used[b]) of a cache [B·maxLen, H, D], packed into [Σused, H, D]. */
+function compactCache(cache: ArrayLike<number>, c: CacheCase, heads: number): Float32Array {
+  const row = heads * c.d;
+  const out = new Float32Array(c.used.reduce((a, b) => a + b, 0) * row);
+  let at = 0;
+  c.used.forEach((u, b) => {
+    for (let i = 0; i < u * row; i++) out[at + i] = cache[b * c.maxLen * row + i]!;
+    at += u * row;
+  });
+  return out;
+}
+
+/** A cache whose used rows are random and whose other rows are huge garbage (a kernel reading them fails). */
+function cacheWithGarbage(c: CacheCase, heads: number, next: () => number): Float32Array {
+  const row = heads * c.d;
+  const out = randomArray(c.used.length * c.maxLen * row, next);
+  c.used.forEach((u, b) => {
+    for (let i = u * row; i < c.maxLen * row; i++) out[b * c.maxLen * row + i] = (next() < 0.5 ? -1 : 1) * 1e30 * (1 + next());
+  });
+  return out;
+}
+
+for (const device of devs) {
+  const tag = device === 'cpu' ? '(CPU)' : '@cuda';
+  const dtypes = device === 'cpu' ? (['f32'] as const) : (['f32', 'bf16', 'f16'] as const);
+
+  describe(`attention with a KV cache (seqUsedK) ${tag}`, () => {
+    let e: Engine;
+    before(() => {
+      e = Engine.create({ device: device as 'cpu', seed: 6, poisonNewTensors: true });
+    });
+    after(() => e.dispose());
+
+    for (const dtype of dtypes) {
+      const tol = dtype === 'f32' ? 1e-4 : 2e-2;
+      for (const c of CACHE_CASES) {
+        it(`${dtype} ${c.title}: equals attention on the compacted cache and float64`, async () => {
+          const next = rng(`attention-cache-${device}-${dtype}-${c.title}`);
+          const tq = c.lensQ.reduce((a, b) => a + b, 0);
+          const q = randomArray(tq * c.hq * c.d, next).map((x) => 2 * x);
+          const kCache = cacheWithGarbage(c, c.hkv, next);
+          const vCache = cacheWithGarbage(c, c.hkv, next);
+          for (let i = 0; i < kCache.length; i++) if (Math.abs(kCache[i]!) < 1e29) kCache[i]! *= 2;
+          const slots = c.used.length * c.maxLen;
+          using qt = e.tensor(q, [tq, c.hq, c.d], { dtype });
+          using kt = e.tensor(kCache, [slots, c.hkv, c.d], { dtype });
+          using vt = e.tensor(vCache, [slots, c.hkv, c.d], { dtype });
+          const cuSeqlensQ = offsets(c.lensQ);
+          const cuSeqlensK = offsets(c.used.map(() => c.maxLen));
+          const r = ops.attention(qt, kt, vt, { causal: c.causal, cuSeqlensQ, cuSeqlensK, seqUsedK: Int32Array.from(c.used) });
+          using out = r.out;
+          using lse = r.lse;
+
+          // The same problem on compacted K/V (the cache rows as stored, rounded for 16-bit).
+          const kc = compactCache(await kt.toArray(), c, c.hkv);
+          const vc = compactCache(await vt.toArray(), c, c.hkv);
+          const used = c.used.reduce((a, b) => a + b, 0);
+          using kct = e.tensor(kc, [used, c.hkv, c.d], { dtype });
+          using vct = e.tensor(vc, [used, c.hkv, c.d], { dtype });
+          const plain = ops.attention(qt, kct, vct, { causal: c.causal, cuSeqlensQ, cuSeqlensK: offsets(c.used) });
+          using plainOut = plain.out;
+          using plainLse = plain.lse;
+          const ref = reference(
+            { title: c.title, hq: c.hq, hkv: c.hkv, d: c.d, causal: c.causal, lensQ: c.lensQ, lensK: c.used, dense: false },
+            await qt.toArray(), kc, vc,
+          );
+          const o = await out.toArray();
+          const l = await lse.toArray();
+          assert.ok(relativeError(o, ref.out) <= tol, `out vs float64: ${relativeError(o, ref.out)}`);
+          assert.ok(lseError(l, ref.lse) <= tol, `lse vs float64: ${lseError(l, ref.lse)}`);
+          assert.ok(relativeError(o, await plainOut.toArray()) <= 1e-5, 'out vs compacted attention');
+          assert.ok(lseError(l, Float64Array.from(await plainLse.toArray())) <= 1e-5, 'lse vs compacted attention');
+          // A sequence with no used keys: out 0, lse −inf.
+          c.used.forEach((u, b) => {
+            if (u > 0) return;
+            for (let i = cuSeqlensQ[b]!; i < cuSeqlensQ[b + 1]!; i++) {
+              for (let x = 0; x < c.hq * c.d; x++) assert.equal(o[i * c.hq * c.d + x], 0);
+              for (let h = 0; h < c.hq; h++) assert.equal(l[h * tq + i], -Infinity);
+            }
+          });
+        });
+      }
+    }
+
+    it('checks seqUsedK and rejects it in attentionBackward', () => {
+      const next = rng(`attention-cache-bad-${device}`);
+      using q = e.tensor(randomArray(2 * 2 * 8, next), [2, 2, 8]);
+      using k = e.tensor(randomArray(8 * 1 * 8, next), [8, 1, 8]);
+      using v = e.tensor(randomArray(8 * 1 * 8, next), [8, 1, 8]);
+      const ok = { cuSeqlensQ: [0, 1, 2], cuSeqlensK: [0, 4, 8] };
+      expectR1VError(() => ops.attention(q, k, v, { ...ok, seqUsedK: [1] }), 'SHAPE', /seqUsedK has 1 entries/);
+      expectR1VError(() => ops.attention(q, k, v, { ...ok, seqUsedK: [1, 5] }), 'ARGUMENT', /seqUsedK\[1\] = 5 is outside \[0, 4\]/);
+      expectR1VError(() => ops.attention(q, k, v, { ...ok, seqUsedK: [-1, 2] }), 'ARGUMENT', /seqUsedK\[0\]/);
+      expectR1VError(() => ops.attention(q, k, v, { ...ok, seqUsedK: [1.5, 2] }), 'ARGUMENT', /seqUsedK\[0\]/);
+      using qd = e.tensor(randomArray(16, next), [1, 2, 1, 8]);
+      using kd = e.tensor(randomArray(16, next), [1, 2, 1, 8]);
+      expectR1VError(() => ops.attention(qd, kd, kd, { seqUsedK: [1] }), 'ARGUMENT', /seqUsedK needs the packed layout/);
+      const { out, lse } = ops.attention(q, k, v, { ...ok, seqUsedK: [2, 3] });
+      using _o = out;
+      using _l = lse;
+      expectR1VError(() => ops.attentionBackward(q, k, v, out, lse, out, { ...ok, seqUsedK: [2, 3] }), 'ARGUMENT',
+        /attentionBackward: seqUsedK .* forward only/);
+    });
+  });
+}

@@ -22,6 +22,16 @@ export interface AttentionOptions {
   cuSeqlensQ?: Int32Array | readonly number[];
   /** Packed layout: cumulative key/value offsets [B+1], ending at Tk. Give with cuSeqlensQ. */
   cuSeqlensK?: Int32Array | readonly number[];
+  /**
+   * KV cache (packed layout, forward only; flash-attn's seqused_k): [B] integers, sequence b
+   * uses only the first seqUsedK[b] key/value rows of its slot [cuSeqlensK[b], cuSeqlensK[b+1]),
+   * 0 ≤ seqUsedK[b] ≤ slot size; the rest of the slot is never read. So a preallocated cache
+   * [B·maxLen, Hkv, D] works with cuSeqlensK = [0, maxLen, 2·maxLen, ...]. Sk of sequence b is
+   * then seqUsedK[b], also for the causal alignment (query i sees keys j ≤ i + seqUsedK[b] − Sq).
+   * A sequence with seqUsedK[b] = 0 gets out = 0 and lse = −∞. attentionBackward rejects it
+   * with R1VError('ARGUMENT').
+   */
+  seqUsedK?: Int32Array | readonly number[];
 }
 
 export interface AttentionResult<D extends FloatDType> {
@@ -40,7 +50,7 @@ export interface AttentionGradients<D extends FloatDType> {
   dv: Tensor<D>;
 }
 
-const KNOWN = ['causal', 'scale', 'cuSeqlensQ', 'cuSeqlensK'] as const;
+const KNOWN = ['causal', 'scale', 'cuSeqlensQ', 'cuSeqlensK', 'seqUsedK'] as const;
 
 function nativeOptions(options: AttentionOptions | undefined, fn: string): NativeAttentionOptions | undefined {
   const o = checkOptions(options, KNOWN, fn);
@@ -60,6 +70,7 @@ function nativeOptions(options: AttentionOptions | undefined, fn: string): Nativ
     ...(o.scale !== undefined ? { scale: o.scale } : {}),
     ...(o.cuSeqlensQ !== undefined ? { cuSeqlensQ: offsets(o.cuSeqlensQ, 'cuSeqlensQ') } : {}),
     ...(o.cuSeqlensK !== undefined ? { cuSeqlensK: offsets(o.cuSeqlensK, 'cuSeqlensK') } : {}),
+    ...(o.seqUsedK !== undefined ? { seqUsedK: offsets(o.seqUsedK, 'seqUsedK') } : {}),
   };
 }
 

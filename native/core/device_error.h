@@ -12,6 +12,7 @@ enum DeviceErrorCode : int {
   kDeviceErrorIdOutOfRange = 2,      // a token id outside [0, V) in embedding / embeddingBackward
   kDeviceErrorRowIndexOutOfRange = 3,  // a row index outside [0, N) in gatherRows / scatter*Rows / writeRows
   kDeviceErrorDuplicateRowIndex = 4,   // a row index given twice to scatterRows / writeRows
+  kDeviceErrorNothingToSample = 5,   // a sampleTokens row whose tokens are all banned, −inf or NaN
 };
 
 inline const char* device_error_message(int code) {
@@ -27,6 +28,9 @@ inline const char* device_error_message(int code) {
     case kDeviceErrorDuplicateRowIndex:
       return "idx: a row index appears more than once in scatterRows / writeRows (found by the CUDA kernel; the "
              "repeated destination rows are NaN)";
+    case kDeviceErrorNothingToSample:
+      return "sampleTokens: a row has nothing to sample (every token is banned, or its logits are -inf or NaN; "
+             "found by the CUDA kernel: its token is -1 and its logprob and entropy NaN)";
     default:
       return "a CUDA kernel reported invalid input data";
   }

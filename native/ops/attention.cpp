@@ -15,6 +15,7 @@ struct Plan {
   AttentionProblem p;
   Shape lse_shape;
   std::shared_ptr<const std::vector<int32_t>> cu_q, cu_k;  // host copies, kept by the work
+  std::shared_ptr<const std::vector<int32_t>> used_k;      // null without seqUsedK
 };
 
 // cu_seqlens must start at 0, never decrease and end at the row count of `rows_of`.
@@ -91,11 +92,28 @@ Plan plan_attention(const char* op, const Tensor& q, const Tensor& k, const Tens
     p.rows_k = k.dim(0);
     p.max_seqlen_q = max_length(cu_q);
     p.max_seqlen_k = max_length(cu_k);
+    if (options.seq_used_k) {
+      const auto& used = *options.seq_used_k;
+      if (static_cast<int64_t>(used.size()) != p.batch)
+        fail(ErrorCode::Shape, op, ": seqUsedK has ", used.size(), " entries but there are ", p.batch,
+             " sequences (B = cuSeqlensK entries − 1)");
+      p.max_seqlen_k = 0;
+      for (size_t b = 0; b < used.size(); ++b) {
+        const int32_t slot = cu_k[b + 1] - cu_k[b];
+        if (used[b] < 0 || used[b] > slot)
+          fail(ErrorCode::Argument, op, ": seqUsedK[", b, "] = ", used[b], " is outside [0, ", slot,
+               "] (the rows of slot ", b, " in cuSeqlensK)");
+        p.max_seqlen_k = std::max<int64_t>(p.max_seqlen_k, used[b]);
+      }
+      plan.used_k = std::make_shared<const std::vector<int32_t>>(used);
+    }
     p.lse_stride_b = 0;
     p.lse_stride_h = p.rows_q;
     p.lse_packed = true;
     plan.lse_shape = {heads_q, p.rows_q};
   } else {
+    if (options.seq_used_k)
+      fail(ErrorCode::Argument, op, ": seqUsedK needs the packed layout (cuSeqlensQ and cuSeqlensK)");
     if (k.dim(0) != q.dim(0))
       fail(ErrorCode::Shape, op, ": k has batch ", k.dim(0), " but q has ", q.dim(0), " (q ", shape_str(q.shape()),
            ", k ", shape_str(k.shape()), ")");
@@ -128,7 +146,7 @@ Plan plan_attention(const char* op, const Tensor& q, const Tensor& k, const Tens
 // The kernels' view of the offsets: the host arrays on the CPU, i32 device copies on CUDA
 // (stream-ordered, so they are in place before the kernel runs).
 struct Offsets {
-  Tensor cu_q, cu_k;  // CUDA only
+  Tensor cu_q, cu_k, used_k;  // CUDA only; used_k only with seqUsedK
 };
 
 Offsets device_offsets(const Tensor& q, const Plan& plan) {
@@ -137,6 +155,11 @@ Offsets device_offsets(const Tensor& q, const Plan& plan) {
     auto n = plan.cu_q->size();
     o.cu_q = tensor_from_host(q.context(), {static_cast<int64_t>(n)}, DType::I32, plan.cu_q->data(), HostType::I32, n);
     o.cu_k = tensor_from_host(q.context(), {static_cast<int64_t>(n)}, DType::I32, plan.cu_k->data(), HostType::I32, n);
+    if (plan.used_k && !plan.used_k->empty()) {
+      auto b = plan.used_k->size();
+      o.used_k =
+          tensor_from_host(q.context(), {static_cast<int64_t>(b)}, DType::I32, plan.used_k->data(), HostType::I32, b);
+    }
   }
   return o;
 }
@@ -145,9 +168,11 @@ void set_offsets(AttentionProblem& p, const Plan& plan, const Offsets& o) {
   if (o.cu_q.defined()) {
     p.cu_q = static_cast<const int32_t*>(o.cu_q.data());
     p.cu_k = static_cast<const int32_t*>(o.cu_k.data());
+    p.used_k = o.used_k.defined() ? static_cast<const int32_t*>(o.used_k.data()) : nullptr;
   } else {
     p.cu_q = plan.cu_q->data();
     p.cu_k = plan.cu_k->data();
+    p.used_k = plan.used_k ? plan.used_k->data() : nullptr;
   }
 }
 
@@ -181,6 +206,8 @@ AttentionResult attention_forward(const Tensor& q, const Tensor& k, const Tensor
 AttentionGradients attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
                                       const Tensor& lse, const Tensor& d_out, const AttentionOptions& options) {
   const char* op = "attentionBackward";
+  if (options.seq_used_k)
+    fail(ErrorCode::Argument, op, ": seqUsedK (KV-cache attention) is forward only; pass whole sequences instead");
   Plan plan = plan_attention(op, q, k, v, options);
   check_live(op, out, "out");
   check_live(op, lse, "lse");

@@ -6,6 +6,9 @@
 // of a sequence sees keys j ≤ i + Sk − Sq (KV-cache decode). A query that sees no key (only
 // possible when causal and Sq > Sk) gets out = 0 and lse = −inf, and no gradient.
 // lse is the natural log of Σ_j exp(scale·q·k_j) over the keys the query sees.
+// KV cache (packed layout, forward only): with seq_used_k, sequence b uses only the first
+// seq_used_k[b] rows of its key slot [cu_k[b], cu_k[b+1]) and Sk = seq_used_k[b] everywhere
+// above (flash-attn's seqused_k); the rest of the slot is never read.
 #pragma once
 #include <cstdint>
 #include <optional>
@@ -20,6 +23,7 @@ struct AttentionOptions {
   std::optional<float> scale;                      // default 1/sqrt(D)
   std::optional<std::vector<int32_t>> cu_seqlens_q;  // packed layout when given (with cu_seqlens_k)
   std::optional<std::vector<int32_t>> cu_seqlens_k;
+  std::optional<std::vector<int32_t>> seq_used_k;  // [B], packed layout, forward only
 };
 
 struct AttentionResult {
@@ -31,7 +35,7 @@ struct AttentionGradients {
 };
 
 // Validate (shapes, dtypes, engines, GQA, cu_seqlens monotone and matching the row
-// counts, D ≤ 256 and divisible by 8), allocate and enqueue.
+// counts, seq_used_k within the slots, D ≤ 256 and divisible by 8), allocate and enqueue.
 AttentionResult attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionOptions& options);
 AttentionGradients attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
                                       const Tensor& lse, const Tensor& d_out, const AttentionOptions& options);
@@ -41,6 +45,8 @@ AttentionGradients attention_backward(const Tensor& q, const Tensor& k, const Te
 // of q [rows_q, Hq, D] and k/v [rows_k, Hkv, D] (a dense batch has cu[b] = b·S).
 // Element (row r, head h, dim d) of q is at q + (r·Hq + h)·D + d; likewise k, v, out, d_*.
 // lse of (b, h, i) is at lse + b·lse_stride_b + h·lse_stride_h + (lse_packed ? cu_q[b] : 0) + i.
+// used_k (forward only; null = whole slots): sequence b's keys are rows
+// [cu_k[b], cu_k[b] + used_k[b]) and its Sk is used_k[b]; max_seqlen_k is the longest of those.
 struct AttentionProblem {
   DType dtype = DType::F32;  // of q, k, v, out, d_out, dq, dk, dv; lse and delta are f32
   int64_t batch = 0, heads_q = 0, heads_kv = 0, head_dim = 0;
@@ -49,6 +55,7 @@ struct AttentionProblem {
   // CPU: host arrays. CUDA: device arrays (the op copies them to the device).
   const int32_t* cu_q = nullptr;
   const int32_t* cu_k = nullptr;
+  const int32_t* used_k = nullptr;
   bool causal = false;
   float scale = 1.f;
   int64_t lse_stride_b = 0, lse_stride_h = 0;

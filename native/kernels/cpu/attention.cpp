@@ -240,7 +240,7 @@ struct Sequences {
   int64_t q_begin(int64_t b) const { return p.cu_q[b]; }
   int64_t k_begin(int64_t b) const { return p.cu_k[b]; }
   int64_t len_q(int64_t b) const { return p.cu_q[b + 1] - p.cu_q[b]; }
-  int64_t len_k(int64_t b) const { return p.cu_k[b + 1] - p.cu_k[b]; }
+  int64_t len_k(int64_t b) const { return p.used_k ? p.used_k[b] : p.cu_k[b + 1] - p.cu_k[b]; }
   // Number of keys (a prefix of the sequence's keys) visible to query i.
   int64_t visible(int64_t b, int64_t i) const {
     int64_t sk = len_k(b);

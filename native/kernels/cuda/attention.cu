@@ -214,7 +214,8 @@ __global__ void __launch_bounds__(ForwardTiles<T, kD>::kThreads) attention_forwa
   for (int64_t item = blockIdx.x; item < items; item += gridDim.x) {
     const TileItem it = tile_item(item, p.heads_q, tiles);
     const int64_t q_begin = p.cu_q[it.b], sq = p.cu_q[it.b + 1] - q_begin;
-    const int64_t k_begin = p.cu_k[it.b], sk = p.cu_k[it.b + 1] - k_begin;
+    const int64_t k_begin = p.cu_k[it.b];
+    const int64_t sk = p.used_k ? p.used_k[it.b] : p.cu_k[it.b + 1] - k_begin;  // a KV cache uses a prefix
     const int64_t i0 = it.tile * kBlockM;
     if (i0 >= sq) continue;  // uniform over the block
     const int64_t h = it.head, hk = h / group;
