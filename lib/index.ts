@@ -28,3 +28,6 @@ export {
 } from './model/model.js';
 export { AdamW, type AdamWOptions, type StepOptions, type StepResult } from './model/adamw.js';
 export type { ParameterInfo, ModulePart, ParameterKind } from './model/parameters.js';
+export {
+  generate, type GeneratePrompt, type GenerateOptions, type GenerateProgress, type Generation, type GenerateResult,
+} from './rollout/generate.js';

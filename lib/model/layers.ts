@@ -331,6 +331,64 @@ export class LanguageLayer {
     return { q: rope(linear(h, this.p.q), this.heads), k: rope(linear(h, this.p.k), this.kvHeads), v: v3 };
   }
 
+  /** The MLP half and the attention output projection around `att` [rows, heads, headDim]: y = x1 + mlp(x1). */
+  #finish(x: FTensor, att: FTensor, rows: number): FTensor {
+    const p = this.p;
+    const out = ops.reshape(att, [rows, this.heads * this.headDim]);
+    const a = linear(out, p.o);
+    out.dispose();
+    const x1 = ops.add(x, a);
+    a.dispose();
+    const n2 = norm(x1, p.postNorm);
+    const gate = linear(n2.y, p.gate), up = linear(n2.y, p.up);
+    disposeNorm(n2);
+    const s = ops.swiglu(gate, up);
+    gate.dispose();
+    up.dispose();
+    const d = linear(s, p.down);
+    s.dispose();
+    const y = ops.add(x1, d);
+    x1.dispose();
+    d.dispose();
+    return y;
+  }
+
+  /** Prefill (no grad): y, and the layer's roped keys and values [rows, kvHeads, headDim] for a KV cache. */
+  forwardKv(x: FTensor, r: TokenRows): { y: FTensor; k: FTensor; v: FTensor } {
+    const n1 = norm(x, this.p.inputNorm);
+    const { q, k, v } = this.qkv(n1.y, r);
+    disposeNorm(n1);
+    const att = ops.attention(q, k, v, { causal: true, cuSeqlensQ: r.cuSeqlens, cuSeqlensK: r.cuSeqlens });
+    q.dispose();
+    att.lse.dispose();
+    const y = this.#finish(x, att.out, r.rows);
+    att.out.dispose();
+    return { y, k, v };
+  }
+
+  /**
+   * One decode step for rows x [A, H] at `positions`: their keys and values are written into the
+   * caches [slots·maxLen, kvHeads, headDim] at `cacheRows`, then each row attends to its slot's
+   * first seqUsedK keys (cuSeqlensQ/K and seqUsedK describe the slots, see ops.attention).
+   */
+  decode(x: FTensor, positions: Tensor<'i32'>, cache: { k: FTensor; v: FTensor; rows: Tensor<'i32'> },
+    attention: { cuSeqlensQ: Int32Array; cuSeqlensK: Int32Array; seqUsedK: Int32Array }): FTensor {
+    const rows = x.shape[0]!;
+    const n1 = norm(x, this.p.inputNorm);
+    const { q, k, v } = this.qkv(n1.y, { rows, cuSeqlens: attention.cuSeqlensQ, positions });
+    disposeNorm(n1);
+    ops.writeRows(cache.k, cache.rows, k);
+    ops.writeRows(cache.v, cache.rows, v);
+    k.dispose();
+    v.dispose();
+    const att = ops.attention(q, cache.k, cache.v, { causal: true, ...attention });
+    q.dispose();
+    att.lse.dispose();
+    const y = this.#finish(x, att.out, rows);
+    att.out.dispose();
+    return y;
+  }
+
   forward(x: FTensor, r: TokenRows, save: boolean): { y: FTensor; saved?: LanguageLayerSaved } {
     const p = this.p;
     const n1 = norm(x, p.inputNorm);

@@ -504,6 +504,27 @@ export class VisionLanguageModel {
     return { tokens, tiles, scored, scoredTargets, imagePositions: Int32Array.from(imageList), positions };
   }
 
+  /** @internal Checks a batch as forward does (R1VError naming `fn`), without running anything. */
+  checkBatch(batch: Batch, fn: string): void {
+    this.#checkAlive(fn);
+    this.#planBatch(batch, fn);
+  }
+
+  /**
+   * @internal For generation: checks a prompt batch (targets may all be −100) and returns its
+   * token embeddings [T, H] (image rows from the vision tower and connector) and per-row positions.
+   */
+  embedPrompts(batch: Batch, fn: string): { x: FTensor; positions: Int32Array; tokens: number } {
+    this.#checkAlive(fn);
+    const plan = this.#planBatch(batch, fn);
+    const run = new ForwardRun(this, plan, batch, 1, false);
+    try {
+      return { x: run.embed(), positions: plan.positions, tokens: plan.tokens };
+    } finally {
+      run.dispose();
+    }
+  }
+
   /** @internal */
   get visionLayers(): readonly VisionLayer[] {
     return this.#visionLayers;
@@ -631,7 +652,8 @@ class ForwardRun {
     return this.#own(this.model.engine.tensor<'i32'>(values, [values.length]));
   }
 
-  forward(): void {
+  /** Token embeddings [T, H] with the image rows replaced by the connector's output. */
+  embed(): FTensor {
     const m = this.model, e = m.engine, cfg = m.config, plan = this.plan, needs = this.#needs;
     const lm = cfg.language;
     // ---- vision tower and connector → image embeddings
@@ -680,6 +702,13 @@ class ForwardRun {
       x = merged;
     }
     this.#embedInput = ids;
+    return x;
+  }
+
+  forward(): void {
+    const m = this.model, cfg = m.config, plan = this.plan, needs = this.#needs;
+    const lm = cfg.language;
+    let x = this.embed();
     this.#tokenRows = { rows: plan.tokens, cuSeqlens: this.batch.cuSeqlens, positions: this.#indices(plan.positions) };
     m.languageLayers.forEach((layer, i) => {
       const save = needs.languageLayer[i]!;
