@@ -60,9 +60,8 @@ interface Row {
   gflops: number;
   mfu: string;
   /**
-   * Highest allocated bytes during the timed steps, MiB. On the CPU, outputs are allocated when an
-   * op is enqueued and freed after its work has run, so while JavaScript runs ahead of the stream
-   * this counts most of a step's intermediates at once (and recompute cannot lower it there).
+   * Highest allocated bytes during the timed steps, MiB: the kept activations plus about two blocks
+   * of intermediates (the model keeps its JavaScript thread at most one block ahead of the device).
    */
   peakMiB: number;
   /** peakMiB minus what was allocated before (weights, master copies, optimizer state), MiB. */
@@ -288,7 +287,7 @@ if (process.argv.includes('--save')) {
     `- GPUs: ${gpus.join(', ') || 'none'}${Object.entries(gemmBf16Gflops).map(([id, g]) => `; ${id} measured bf16 GEMM 4096³ ${(g / 1000).toFixed(1)} TFLOP/s (its MFU denominator)`).join('')}`,
     ...Object.entries(batches).map(([name, b]) => `- ${name} batch: ${b}`),
     '- train = forward + backward + AdamW step (clipping at norm 1); no-grad = tokenStats. tokens = packed LM tokens, image tokens included. Model FLOPs: 2·N·tokens per part on the tokens it sees plus attention, ×3 for training (formulas in bench/model.bench.ts); MFU = model FLOPs / time / peak.',
-    '- peak MiB: highest allocated bytes over the timed steps. On the CPU outputs are allocated when an op is enqueued and freed after its work has run, so the peak counts most of a step\'s intermediates at once and recompute does not lower it there.',
+    '- peak MiB: highest allocated bytes over the timed steps: kept activations plus about two blocks of intermediates (the model stays at most one block ahead of the device).',
     `- commit ${commit}; command: \`${command}\``,
     '',
     '| device | model | params (M) | mode | tokens | ms/step | tokens/s | model GFLOP | GFLOP/s | MFU | peak MiB | above weights + optimizer MiB |',

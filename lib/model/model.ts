@@ -422,7 +422,7 @@ export class VisionLanguageModel {
     const plan = this.#planBatch(batch, fn);
     const run = new ForwardRun(this, plan, batch, temperature, options.grad === true);
     try {
-      run.forward();
+      await run.forward();
       const [logprobs, entropy] = await Promise.all([run.stats!.logprobs.toArray(), run.stats!.entropy.toArray()]);
       run.stats!.logprobs.dispose();
       run.stats!.entropy.dispose();
@@ -514,12 +514,12 @@ export class VisionLanguageModel {
    * @internal For generation: checks a prompt batch (targets may all be −100) and returns its
    * token embeddings [T, H] (image rows from the vision tower and connector) and per-row positions.
    */
-  embedPrompts(batch: Batch, fn: string): { x: FTensor; positions: Int32Array; tokens: number } {
+  async embedPrompts(batch: Batch, fn: string): Promise<{ x: FTensor; positions: Int32Array; tokens: number }> {
     this.#checkAlive(fn);
     const plan = this.#planBatch(batch, fn);
     const run = new ForwardRun(this, plan, batch, 1, false);
     try {
-      return { x: run.embed(), positions: plan.positions, tokens: plan.tokens };
+      return { x: await run.embed(), positions: plan.positions, tokens: plan.tokens };
     } finally {
       run.dispose();
     }
@@ -600,7 +600,7 @@ export class ForwardResult implements TokenStatsResult {
     }
     this.#run = undefined;
     try {
-      run.backward(input.dLogprobs, input.dEntropy ?? new Float32Array(n));
+      await run.backward(input.dLogprobs, input.dEntropy ?? new Float32Array(n));
       await run.model.engine.synchronize();
     } finally {
       run.dispose();
@@ -631,6 +631,7 @@ class ForwardRun {
   #scoredTargets: Tensor<'i32'> | undefined;
   #imageRows: Tensor<'i32'> | undefined;
   readonly #needs: Needs;
+  readonly #fence: Fence;
 
   constructor(
     readonly model: VisionLanguageModel,
@@ -640,6 +641,7 @@ class ForwardRun {
     readonly grad: boolean,
   ) {
     this.#needs = needsOf(model, plan.tiles > 0, grad);
+    this.#fence = new Fence(model.engine);
   }
 
   #own<T extends Tensor>(t: T): T {
@@ -653,7 +655,7 @@ class ForwardRun {
   }
 
   /** Token embeddings [T, H] with the image rows replaced by the connector's output. */
-  embed(): FTensor {
+  async embed(): Promise<FTensor> {
     const m = this.model, e = m.engine, cfg = m.config, plan = this.plan, needs = this.#needs;
     const lm = cfg.language;
     // ---- vision tower and connector → image embeddings
@@ -671,13 +673,14 @@ class ForwardRun {
         vRows: this.#indices(vRows),
       };
       let x = this.#visionEmbeddings(v.numChannels, v.imageSize, v.patchSize, v.hiddenSize, patches);
-      m.visionLayers.forEach((layer, i) => {
+      for (const [i, layer] of m.visionLayers.entries()) {
         const save = needs.visionLayer[i]!;
         const r = layer.forward(x, this.#visionRows!, save && !m.recompute);
         if (save) this.#visionSaved[i] = { x, ...(r.saved ? { saved: r.saved } : {}) };
         else x.dispose();
         x = r.y;
-      });
+        await this.#fence.pass(x);
+      }
       // drop the CLS rows → [tiles, side, side, C]
       const patchRows = this.#patchRows(plan.tiles, patches);
       const flat = ops.gatherRows(x, patchRows);
@@ -705,18 +708,19 @@ class ForwardRun {
     return x;
   }
 
-  forward(): void {
+  async forward(): Promise<void> {
     const m = this.model, cfg = m.config, plan = this.plan, needs = this.#needs;
     const lm = cfg.language;
-    let x = this.embed();
+    let x = await this.embed();
     this.#tokenRows = { rows: plan.tokens, cuSeqlens: this.batch.cuSeqlens, positions: this.#indices(plan.positions) };
-    m.languageLayers.forEach((layer, i) => {
+    for (const [i, layer] of m.languageLayers.entries()) {
       const save = needs.languageLayer[i]!;
       const r = layer.forward(x, this.#tokenRows!, save && !m.recompute);
       if (save) this.#languageSaved[i] = { x, ...(r.saved ? { saved: r.saved } : {}) };
       else x.dispose();
       x = r.y;
-    });
+      await this.#fence.pass(x);
+    }
     // ---- final norm, scored rows, fused LM head + statistics
     const n = norm(x, { weight: m.param(`${languagePrefix(cfg)}model.norm.weight`), eps: lm.rmsNormEps });
     this.#scoredRows = this.#indices(plan.scored);
@@ -775,7 +779,7 @@ class ForwardRun {
     return x;
   }
 
-  backward(dLogprobs: Float32Array, dEntropy: Float32Array): void {
+  async backward(dLogprobs: Float32Array, dEntropy: Float32Array): Promise<void> {
     const m = this.model, e = m.engine, cfg = m.config, plan = this.plan, needs = this.#needs;
     if (!needs.any) return;
     const prefix = languagePrefix(cfg);
@@ -814,6 +818,7 @@ class ForwardRun {
       before.dispose();
       kept.x.dispose();
       this.#languageSaved[i] = undefined as never;
+      if (dx) await this.#fence.pass(dx);
     }
     // ---- embeddings: the image rows go to the connector, the rest to the table
     if (dx) {
@@ -831,11 +836,11 @@ class ForwardRun {
       }
       if (table.trainable) accumulateGrad(table, ops.embeddingBackward(this.#embedInput!, dTokens, cfg.language.vocabSize));
       dTokens.dispose();
-      if (dImage) this.#visionBackward(dImage);
+      if (dImage) await this.#visionBackward(dImage);
     }
   }
 
-  #visionBackward(dImage: FTensor): void {
+  async #visionBackward(dImage: FTensor): Promise<void> {
     const m = this.model, cfg = m.config, needs = this.#needs, v = cfg.vision!;
     const side = v.imageSize / v.patchSize, patches = side * side;
     const dEmbeds = ops.reshape(dImage, [this.plan.tiles, patches / 4, cfg.language.hiddenSize]);
@@ -861,6 +866,7 @@ class ForwardRun {
       const before: FTensor = dx;
       dx = layer.backward(saved as never, before, this.#visionRows!, needs.visionDx[i]!);
       before.dispose();
+      if (dx) await this.#fence.pass(dx);
       if (kept.x !== this.#visionInput?.x) kept.x.dispose();
       this.#visionSaved[i] = undefined as never;
     }
@@ -897,6 +903,7 @@ class ForwardRun {
   }
 
   dispose(): void {
+    this.#fence.close();
     for (const t of this.#owned) t.dispose();
     this.#owned.length = 0;
     for (const k of [...this.#visionSaved, ...this.#languageSaved]) {
@@ -917,6 +924,38 @@ class ForwardRun {
     }
     this.stats?.logprobs.dispose();
     this.stats?.entropy.dispose();
+  }
+}
+
+/**
+ * Keeps the JavaScript thread at most one block ahead of the device. Op outputs are allocated
+ * when the op is queued and freed once the work that uses them has run, so a thread that queued a
+ * whole step ahead would hold every intermediate of the step at once (and activation
+ * recomputation would save nothing). After queuing block i, pass() waits until block i − 1 has
+ * run (a one-row copy of its output is read back), so the device always has the next block queued.
+ */
+export class Fence {
+  #previous: Promise<unknown> = Promise.resolve(undefined);
+  #row0: Tensor<'i32'> | undefined;
+
+  constructor(readonly engine: Engine) {}
+
+  async pass(x: FTensor): Promise<void> {
+    this.#row0 ??= this.engine.tensor<'i32'>(new Int32Array(1), [1]);
+    const marker = ops.gatherRows(x, this.#row0);
+    // Settles with the failure instead of rejecting, so a marker nobody waits for is no unhandled rejection.
+    const done = marker.toArray().then(() => undefined, (error: unknown) => error).finally(() => marker.dispose());
+    const previous = this.#previous;
+    this.#previous = done;
+    const failure = await previous;
+    if (failure !== undefined) throw failure;
+  }
+
+  /** Frees the index (the markers still queued free themselves). */
+  close(): void {
+    this.#row0?.dispose();
+    this.#row0 = undefined;
+    this.#previous = Promise.resolve(undefined);
   }
 }
 

@@ -9,7 +9,7 @@
 import { R1VError } from '../errors.js';
 import * as ops from '../ops.js';
 import type { Tensor } from '../tensor.js';
-import type { VisionLanguageModel } from '../model/model.js';
+import { Fence, type VisionLanguageModel } from '../model/model.js';
 import { languagePrefix, lmHeadName, type FTensor } from '../model/parameters.js';
 import { ImageProcessor, type ImageInput } from './image.js';
 import type { ChatMessage, Tokenizer } from './tokenizer.js';
@@ -242,7 +242,8 @@ export async function generate(model: VisionLanguageModel, prompts: readonly Gen
     const pixels = live.filter((p) => p.pixelValues).map((p) => p.pixelValues!);
     const pixelValues = pixels.length ? concat(pixels) : undefined;
     const batch = { inputIds, targets: new Int32Array(total).fill(-100), cuSeqlens: Int32Array.from(cu), ...(pixelValues ? { pixelValues } : {}) };
-    const embedded = model.embedPrompts(batch, 'generate');
+    const embedded = await model.embedPrompts(batch, 'generate');
+    const fence = new Fence(e);
     const rows = { rows: total, cuSeqlens: batch.cuSeqlens, positions: indices(embedded.positions) };
     // prompt row r of sample s's prompt → cache row s·maxLen + r
     const src: number[] = [], dst: number[] = [];
@@ -260,17 +261,22 @@ export async function generate(model: VisionLanguageModel, prompts: readonly Gen
     });
     const srcRows = indices(Int32Array.from(src)), dstRows = indices(Int32Array.from(dst));
     let x = embedded.x;
-    layers.forEach((layer, l) => {
-      const r = layer.forwardKv(x, rows);
-      x.dispose();
-      x = r.y;
-      for (const [kv, cache] of [[r.k, caches[l]!.k], [r.v, caches[l]!.v]] as const) {
-        const copied = ops.gatherRows(kv, srcRows);
-        ops.writeRows(cache, dstRows, copied);
-        copied.dispose();
-        kv.dispose();
+    try {
+      for (const [l, layer] of layers.entries()) {
+        const r = layer.forwardKv(x, rows);
+        x.dispose();
+        x = r.y;
+        for (const [kv, cache] of [[r.k, caches[l]!.k], [r.v, caches[l]!.v]] as const) {
+          const copied = ops.gatherRows(kv, srcRows);
+          ops.writeRows(cache, dstRows, copied);
+          copied.dispose();
+          kv.dispose();
+        }
+        await fence.pass(x);
       }
-    });
+    } finally {
+      fence.close();
+    }
     const lastRows = indices(Int32Array.from(samples, (s) => cu[promptOf.get(s)! + 1]! - 1));
     const last = ops.gatherRows(x, lastRows);
     x.dispose();
