@@ -271,5 +271,8 @@ describe('generate with the real Qwen3 tokenizer (CPU)', function () {
     assert.equal(bad[0]!.finishReason, 'error');
     assert.match(bad[0]!.error!.message, /prompts\[0\]/);
     assert.notEqual(bad[1]!.finishReason, 'error');
+    const unreadable = await generate(m, [{ messages, images: ['/nonexistent/digit.png'] }], { tokenizer: tok, maxNewTokens: 3 });
+    assert.equal(unreadable[0]!.error?.code, 'IO');
+    assert.match(unreadable[0]!.error!.message, /prompts\[0\]\.images\[0\].*nonexistent/);
   });
 });
