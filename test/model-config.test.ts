@@ -269,13 +269,23 @@ describe('model config: InternVLChatConfig', () => {
     }
   });
 
+  it("accepts InternVL3's dynamic NTK rope_scaling (plain RoPE within max_position_embeddings) and layer_types", () => {
+    const json = internvlConfig();
+    Object.assign(llm(json), { rope_scaling: { factor: 2.0, rope_type: 'dynamic', type: 'dynamic' }, layer_types: new Array(24).fill('full_attention') });
+    assert.deepEqual(parse(json).language.ropeScaling, { type: 'dynamic', factor: 2 });
+    Object.assign(llm(json), { rope_scaling: { rope_type: 'default' } });
+    assert.equal(parse(json).language.ropeScaling, undefined);
+  });
+
   it('fails on invalid language values, naming the field', () => {
     const cases: [Json, RegExp][] = [
       [{ vocab_size: -5 }, /llm_config\.vocab_size must be a positive integer \(got -5\)/],
       [{ num_attention_heads: 13 }, /llm_config\.num_attention_heads \(13\) must divide hidden_size \(896\)/],
       [{ num_key_value_heads: 4 }, /llm_config\.num_attention_heads \(14\) must be a multiple of num_key_value_heads \(4\)/],
       [{ hidden_size: 896, num_attention_heads: 128, num_key_value_heads: 2 }, /llm_config\.num_attention_heads gives an odd head size \(7\)/],
-      [{ rope_scaling: { type: 'dynamic', factor: 2.0 } }, /llm_config\.rope_scaling .*dynamic.* is not supported/],
+      [{ rope_scaling: { type: 'linear', factor: 2.0 } }, /llm_config\.rope_scaling .*linear.* is not supported/],
+      [{ rope_scaling: { rope_type: 'dynamic', factor: -1 } }, /llm_config\.rope_scaling .*dynamic.* is not supported/],
+      [{ layer_types: ['full_attention', 'sliding_attention'] }, /llm_config\.layer_types .* is not supported/],
       [{ use_sliding_window: true }, /llm_config\.use_sliding_window true is not supported/],
       [{ hidden_act: 'gelu' }, /llm_config\.hidden_act 'gelu' is not supported/],
       [{ rope_theta: Infinity }, /llm_config\.rope_theta must be a positive number/],

@@ -72,6 +72,12 @@ export interface LanguageConfig {
   /** The LM head shares the token embedding matrix. */
   readonly tieWordEmbeddings: boolean;
   readonly hiddenAct: 'silu';
+  /**
+   * Dynamic NTK RoPE scaling (InternVL3's llm_config has { type: 'dynamic', factor: 2 }). It only
+   * changes RoPE for sequences longer than maxPositionEmbeddings, which the model rejects, so
+   * within the accepted lengths it is plain RoPE. Undefined: no scaling.
+   */
+  readonly ropeScaling?: { readonly type: 'dynamic'; readonly factor: number };
 }
 
 /** A parsed, validated model configuration. */
@@ -140,6 +146,10 @@ export const VISION_FIELDS = [
 /** InternVisionConfig fields accepted and ignored (training-only). */
 export const VISION_IGNORED = [
   'use_flash_attn', 'use_fa3', 'drop_path_rate', 'dropout', 'attention_dropout', 'initializer_range',
+  // InternViT's mixture-of-experts settings, inert while use_moe is false (checked below).
+  'use_moe', 'num_experts', 'num_routed_experts', 'num_shared_experts', 'capacity_factor', 'eval_capacity_factor',
+  'moe_coeff_ratio', 'moe_intermediate_size', 'moe_output_scale', 'noisy_gate_policy', 'laux_allreduce',
+  'shared_expert_intermediate_size', 'use_residual', 'use_rts', 'use_weighted_residual',
 ] as const;
 /** Qwen2Config fields read here. */
 export const QWEN2_FIELDS = [
@@ -150,7 +160,7 @@ export const QWEN2_FIELDS = [
 /** Qwen2Config fields accepted and ignored (training-only, or inert without sliding windows). */
 export const QWEN2_IGNORED = [
   'attention_dropout', 'initializer_range', 'use_cache', 'sliding_window', 'max_window_layers',
-  'moe_config', 'attn_implementation',
+  'moe_config', 'attn_implementation', 'layer_types',
 ] as const;
 
 type Json = Record<string, unknown>;
@@ -282,6 +292,7 @@ function allDefined<T extends Record<string, unknown>>(fields: T): fields is { [
 function parseVision(obj: Json, path: string, issues: Issues): VisionConfig | undefined {
   const s = new Section(obj, path, issues, VISION_FIELDS, VISION_IGNORED);
   s.oneOf('model_type', ['intern_vit_6b'], 'intern_vit_6b');
+  if (s.bool('use_moe', false) === true) s.invalid('use_moe', 'true is not supported (dense InternViT only)');
   const f = {
     hiddenSize: s.positiveInt('hidden_size'),
     intermediateSize: s.positiveInt('intermediate_size'),
@@ -315,6 +326,22 @@ function parseVision(obj: Json, path: string, issues: Issues): VisionConfig | un
   return ok ? { ...f, headDim: f.hiddenSize / f.numAttentionHeads } : undefined;
 }
 
+/**
+ * rope_scaling: null / absent, 'default', or 'dynamic' (NTK, which changes nothing up to
+ * max_position_embeddings; longer sequences are rejected). Others change RoPE everywhere: invalid.
+ */
+function parseRopeScaling(value: unknown, s: Section): { type: 'dynamic'; factor: number } | undefined {
+  if (value === undefined || value === null) return undefined;
+  const v = isObject(value) ? value : {};
+  const type = v.rope_type ?? v.type;
+  if (type === 'default') return undefined;
+  if (type === 'dynamic' && typeof v.factor === 'number' && Number.isFinite(v.factor) && v.factor > 0) {
+    return { type: 'dynamic', factor: v.factor };
+  }
+  s.invalid('rope_scaling', `${show(value)} is not supported (null, 'default', or 'dynamic' with a positive factor)`);
+  return undefined;
+}
+
 function parseLanguage(obj: Json, path: string, issues: Issues): LanguageConfig | undefined {
   const s = new Section(obj, path, issues, QWEN2_FIELDS, QWEN2_IGNORED);
   s.oneOf('model_type', ['qwen2'], 'qwen2');
@@ -332,8 +359,11 @@ function parseLanguage(obj: Json, path: string, issues: Issues): LanguageConfig 
     tieWordEmbeddings: s.bool('tie_word_embeddings', false),
     hiddenAct: s.oneOf('hidden_act', ['silu'] as const, 'silu'),
   };
-  if (obj.rope_scaling !== undefined && obj.rope_scaling !== null) {
-    s.invalid('rope_scaling', `${show(obj.rope_scaling)} is not supported (only null: plain RoPE)`);
+  const ropeScaling = parseRopeScaling(obj.rope_scaling, s);
+  const layerTypes = obj.layer_types;
+  if (layerTypes !== undefined && layerTypes !== null &&
+      (!Array.isArray(layerTypes) || layerTypes.some((t) => t !== 'full_attention'))) {
+    s.invalid('layer_types', `${show(layerTypes)} is not supported (full attention in every layer only)`);
   }
   const slidingWindow = s.bool('use_sliding_window', false);
   if (slidingWindow === true) s.invalid('use_sliding_window', 'true is not supported (full attention only)');
@@ -350,7 +380,7 @@ function parseLanguage(obj: Json, path: string, issues: Issues): LanguageConfig 
     s.invalid('num_attention_heads', `(${f.numAttentionHeads}) must be a multiple of num_key_value_heads (${f.numKeyValueHeads})`);
     ok = false;
   }
-  return ok ? { ...f, headDim: f.hiddenSize / f.numAttentionHeads } : undefined;
+  return ok ? { ...f, headDim: f.hiddenSize / f.numAttentionHeads, ...(ropeScaling ? { ropeScaling } : {}) } : undefined;
 }
 
 interface Parsed {
@@ -425,7 +455,7 @@ function deepFreeze<T>(v: T): T {
  * (`model_type` 'qwen2', which gives a model with no vision part).
  *
  * Supported: InternViT with LayerNorm or RMSNorm, optional QK-norm; the v2 pixel shuffle with
- * downsample_ratio 0.5 on the last vision layer; Qwen2 with plain RoPE (rope_scaling null) and
+ * downsample_ratio 0.5 on the last vision layer; Qwen2 with plain RoPE (rope_scaling null, or dynamic NTK, which is plain RoPE within max_position_embeddings) and
  * full attention.
  *
  * @throws R1VError('CONFIG') naming every missing required field by its path
