@@ -17,16 +17,15 @@
 // 6·N·tokens); recompute does more work but the same model FLOPs, so its MFU is lower. Embedding lookups,
 // norms, element-wise ops and the AdamW update count no FLOPs (their time is included).
 // MFU = model FLOPs / step time / peak.
-import { readFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 
 import {
   AdamW, buildInfo, devices, Engine, ops, VisionLanguageModel, type Batch, type ModelConfig,
 } from '../lib/index.js';
 import { native } from '../lib/native.js';
 import { makeContext } from './kernels/common.js';
+import { INTERNVL3_1B, SMALL, TINY, type BenchModel } from './model-configs.js';
 import { runIdentity } from './run_identity.js';
-
-type Json = Record<string, unknown>;
 
 interface BatchSpec {
   sequences: number;
@@ -38,10 +37,7 @@ interface BatchSpec {
   prefix: number;
 }
 
-interface ModelCase {
-  name: string;
-  config: Json;
-  imageContextTokenId: number;
+interface ModelCase extends BenchModel {
   batch: BatchSpec;
 }
 
@@ -68,49 +64,10 @@ interface Row {
   aboveBaseMiB: number;
 }
 
-function internvl(o: {
-  image: number; patch: number; vHidden: number; vInter: number; vHeads: number; vLayers: number;
-  vocab: number; hidden: number; inter: number; layers: number; heads: number; kvHeads: number;
-}): Json {
-  return {
-    model_type: 'internvl_chat', downsample_ratio: 0.5, ps_version: 'v2', select_layer: -1,
-    force_image_size: o.image, template: 'internvl2_5', img_context_token_id: o.vocab - 1,
-    vision_config: {
-      model_type: 'intern_vit_6b', hidden_size: o.vHidden, intermediate_size: o.vInter, num_attention_heads: o.vHeads,
-      num_hidden_layers: o.vLayers, image_size: o.image, patch_size: o.patch, num_channels: 3, norm_type: 'layer_norm',
-      layer_norm_eps: 1e-6, qk_normalization: false, qkv_bias: true, hidden_act: 'gelu', initializer_factor: 0.1,
-    },
-    llm_config: {
-      model_type: 'qwen2', vocab_size: o.vocab, hidden_size: o.hidden, intermediate_size: o.inter,
-      num_hidden_layers: o.layers, num_attention_heads: o.heads, num_key_value_heads: o.kvHeads,
-      max_position_embeddings: 4096, rope_theta: 1e6, rms_norm_eps: 1e-6, tie_word_embeddings: true, hidden_act: 'silu',
-    },
-  };
-}
-
-// 224-px tiles of 14-px patches: 256 patches (+ CLS) → 64 image tokens per tile.
+// 4 sequences × 256 tokens on the CPU; 8 sequences × 1024 tokens for InternVL3-1B.
 const CPU_BATCH: BatchSpec = { sequences: 4, seqLen: 256, tiles: 2, prefix: 8 };
-const CPU_CASES: ModelCase[] = [
-  {
-    name: 'tiny',  // ViT 4×128 (head 32), LM 3×256 (head 64, GQA 4/2), vocab 8192 tied
-    config: internvl({ image: 224, patch: 14, vHidden: 128, vInter: 512, vHeads: 4, vLayers: 4, vocab: 8192, hidden: 256, inter: 704, layers: 3, heads: 4, kvHeads: 2 }),
-    imageContextTokenId: 8191,
-    batch: CPU_BATCH,
-  },
-  {
-    name: 'small',  // ViT 6×384 (head 64), LM 10×512 (head 64, GQA 8/2), vocab 16384 tied
-    config: internvl({ image: 224, patch: 14, vHidden: 384, vInter: 1536, vHeads: 6, vLayers: 6, vocab: 16384, hidden: 512, inter: 1408, layers: 10, heads: 8, kvHeads: 2 }),
-    imageContextTokenId: 16383,
-    batch: CPU_BATCH,
-  },
-];
-// The real InternVL3-1B shapes (448-px tiles: 1024 patches → 256 image tokens), 8 sequences × 1024 tokens.
-const GPU_CASE: ModelCase = {
-  name: 'InternVL3-1B',
-  config: JSON.parse(readFileSync(new URL('../test/fixtures/internvl3-1b-config.json', import.meta.url), 'utf8')) as Json,
-  imageContextTokenId: 151667,  // <IMG_CONTEXT> in InternVL3's tokenizer
-  batch: { sequences: 8, seqLen: 1024, tiles: 4, prefix: 16 },
-};
+const CPU_CASES: ModelCase[] = [TINY, SMALL].map((m) => ({ ...m, batch: CPU_BATCH }));
+const GPU_CASE: ModelCase = { ...INTERNVL3_1B, batch: { sequences: 8, seqLen: 1024, tiles: 4, prefix: 16 } };
 
 function describeBatch(c: ModelCase, cfg: ModelConfig): string {
   const b = c.batch, side = cfg.vision!.imageSize;
