@@ -89,7 +89,11 @@ export interface Generation {
   error?: R1VError;
 }
 
-/** The results (prompt-major: out[i·n + j]) and what the run cost. */
+/**
+ * The results (prompt-major: out[i·n + j]) and what the run cost: prefillMs runs from the call
+ * until the first tokens are back (prompt checks, cache, vision tower, packed prefill, first
+ * sampling), decodeMs covers the steps after.
+ */
 export type GenerateResult = Generation[] & {
   stats: { prefillTokens: number; steps: number; generatedTokens: number; kvCacheBytes: number; prefillMs: number; decodeMs: number };
 };
@@ -282,10 +286,14 @@ export async function generate(model: VisionLanguageModel, prompts: readonly Gen
     x.dispose();
     let sampled = sampleStep(last, finalNorm, head, lm.rmsNormEps, samples, 0, sampleOptions);
     last.dispose();
-    stats.prefillMs = performance.now() - started;
-    const decodeStarted = performance.now();
+    let decodeStarted = 0;
     for (let step = 1; ; step++) {
       const got = await sampled;
+      if (step === 1) {
+        // The prefill has run once its first tokens are back (the ops only queue work).
+        decodeStarted = performance.now();
+        stats.prefillMs = decodeStarted - started;
+      }
       stats.steps = step;
       const active = samples.filter((s) => !s.done);
       active.forEach((s, i) => {
