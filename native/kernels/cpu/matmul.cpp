@@ -820,12 +820,38 @@ void gemm_batched(const GemmProblem& p) {
   }
 }
 
+// op(A)·Bᵀ for at most kFewRows rows of A, B stored [N, K] (a Linear's weight; decode steps
+// have one row per sequence). Each output is a dot product of two contiguous rows, so B is
+// read once where it lies; the blocked path would first pack (copy) all of B, which for so
+// few rows costs more than the product.
+constexpr int64_t kFewRows = 4;
+constexpr int64_t kFewRowsColumns = kMaxTileFloats / kFewRows;
+
+void gemm_few_rows(const GemmProblem& p) {
+  const int64_t chunks = (p.n + kFewRowsColumns - 1) / kFewRowsColumns;
+  ThreadPool::global().parallel_for(p.batch * chunks, 1, [&](int64_t u0, int64_t u1) {
+    float tile[kMaxTileFloats];
+    for (int64_t u = u0; u < u1; ++u) {
+      const Operands op = operands_of(p, u / chunks);
+      const int64_t j0 = (u % chunks) * kFewRowsColumns;
+      const int cols = static_cast<int>(std::min(kFewRowsColumns, p.n - j0));
+      const int rows = static_cast<int>(p.m);
+      for (int r = 0; r < rows; ++r)
+        for (int j = 0; j < cols; ++j) tile[r * cols + j] = dot(op.a + r * op.lda, op.b + (j0 + j) * op.ldb, op.k);
+      const TileEpilogue ep{op.bias ? op.bias + j0 : nullptr, op.pre ? op.pre + j0 : nullptr, op.c + j0, op.ldc,
+                            op.activation, op.accumulate};
+      finish_tile(tile, cols, rows, cols, nullptr, 0, ep);
+    }
+  });
+}
+
 }  // namespace
 
 void gemm_builtin(const GemmProblem& p) {
   R1V_CHECK(p.dtype == DType::F32, DType, "gemm_builtin: f32 only, got ", dtype_name(p.dtype));
   R1V_CHECK(p.batch >= 0 && p.m >= 0 && p.n >= 0 && p.k >= 0, Argument, "gemm_builtin: negative size");
   if (p.batch == 0 || p.m == 0 || p.n == 0) return;
+  if (!p.trans_a && p.trans_b && p.m <= kFewRows) return gemm_few_rows(p);
   switch (gemm_isa()) {
 #if defined(__x86_64__)
     case GemmIsa::Avx512:
