@@ -41,14 +41,17 @@ function referenceSwigluBackward(g: ArrayLike<number>, u: ArrayLike<number>, dy:
   return { dGate, dUp };
 }
 
-/** Φ(z) in float64: ½ ± ∫₀^|z| φ by Simpson's rule (error far below f32 resolution for |z| ≤ 10). */
+/**
+ * Φ(z) in float64 by Simpson's rule over the lower tail ∫_{−|z|−10}^{−|z|} φ (no cancellation, so
+ * Φ keeps its relative accuracy far into the negative tail); Φ(z) = 1 − Φ(−z) for z > 0.
+ */
 function normalCdf(z: number): number {
-  const a = Math.min(Math.abs(z), 10), n = 400, h = a / n;
+  const b = -Math.abs(z), a = b - 10, n = 1000, h = (b - a) / n;
   const phi = (x: number): number => Math.exp(-0.5 * x * x) / Math.sqrt(2 * Math.PI);
-  let sum = phi(0) + phi(a);
-  for (let i = 1; i < n; i++) sum += (i % 2 ? 4 : 2) * phi(i * h);
-  const half = (sum * h) / 3;
-  return z >= 0 ? 0.5 + half : 0.5 - half;
+  let sum = phi(a) + phi(b);
+  for (let i = 1; i < n; i++) sum += (i % 2 ? 4 : 2) * phi(a + i * h);
+  const tail = (sum * h) / 3;
+  return z > 0 ? 1 - tail : tail;
 }
 
 function referenceGelu(z: ArrayLike<number>): Float64Array {
