@@ -9,8 +9,8 @@ namespace r1v {
 enum DeviceErrorCode : int {
   kDeviceErrorNone = 0,
   kDeviceErrorTargetOutOfRange = 1,  // a target id outside [0, V) in tokenStats / linearTokenStats
-  kDeviceErrorIdOutOfRange = 2,      // a token id outside [0, V) in embedding / embeddingBackward
-  kDeviceErrorRowIndexOutOfRange = 3,  // a row index outside [0, N) in gatherRows / scatter*Rows / writeRows
+  // 2 was a separate embedding code; embedding now runs the row kernels (code 3).
+  kDeviceErrorRowIndexOutOfRange = 3,  // a row index outside [0, N): gatherRows / scatter*Rows / writeRows idx, embedding ids
   kDeviceErrorDuplicateRowIndex = 4,   // a row index given twice to scatterRows / writeRows
   kDeviceErrorNothingToSample = 5,   // a sampleTokens row whose tokens are all banned, −inf or NaN
 };
@@ -19,12 +19,10 @@ inline const char* device_error_message(int code) {
   switch (code) {
     case kDeviceErrorTargetOutOfRange:
       return "targets: a target id is outside [0, V) (found by the CUDA kernel; the affected outputs are NaN)";
-    case kDeviceErrorIdOutOfRange:
-      return "ids: a token id is outside [0, V) (found by the CUDA embedding kernel; the affected rows are NaN, "
-             "or missing from dTable)";
     case kDeviceErrorRowIndexOutOfRange:
-      return "idx: a row index is outside [0, N) (found by a CUDA row kernel: gatherRows writes NaN in that row, "
-             "scatterAddRows adds nothing for it, scatterRows / writeRows leave the destination rows unchanged)";
+      return "idx / ids: a row index (or embedding token id) is outside [0, N) (found by a CUDA row kernel: "
+             "gatherRows / embedding write NaN in that row, scatterAddRows / embeddingBackward add nothing for it, "
+             "scatterRows / writeRows leave the destination rows unchanged)";
     case kDeviceErrorDuplicateRowIndex:
       return "idx: a row index appears more than once in scatterRows / writeRows (found by the CUDA kernel; the "
              "repeated destination rows are NaN)";

@@ -1,6 +1,7 @@
 #include "embedding.h"
 
 #include "fill.h"
+#include "gather_rows.h"
 #include "op_checks.h"
 
 namespace r1v {
@@ -33,12 +34,12 @@ Tensor embedding(const Tensor& ids, const Tensor& table) {
     if (c.device().is_cuda()) {
 #if R1V_WITH_CUDA
       Stream& stream = c.stream();
-      cuda::embedding(table.dtype(), id, tokens, table.data(), vocab, hidden, out.data(), stream.device_error_word(),
-                      stream.cuda_stream());
+      cuda::gather_rows(table.dtype(), id, tokens, table.data(), vocab, hidden, out.data(), stream.device_error_word(),
+                        stream.cuda_stream());
 #endif
     } else {
-      cpu::embedding(id, tokens, static_cast<const float*>(table.data()), vocab, hidden,
-                     static_cast<float*>(out.data()));
+      cpu::gather_rows("embedding", "ids", id, tokens, table.data(), vocab, hidden * static_cast<int64_t>(sizeof(float)),
+                       out.data());
     }
   });
   return out;
@@ -66,12 +67,12 @@ Tensor embedding_backward(const Tensor& ids, const Tensor& dy, int64_t vocab) {
       Tensor sum = dy.dtype() == DType::F32 ? d_table
                                             : Tensor::empty(c.shared_from_this(), {vocab, hidden}, DType::F32);
       cuda::fill(sum.data(), DType::F32, sum.numel(), 0.0, stream.cuda_stream());
-      cuda::embedding_backward(dy.dtype(), id, tokens, dy.data(), vocab, hidden, static_cast<float*>(sum.data()),
-                               d_table.data(), stream.device_error_word(), stream.cuda_stream());
+      cuda::scatter_add_rows(dy.dtype(), id, tokens, dy.data(), vocab, hidden, static_cast<float*>(sum.data()),
+                             d_table.data(), stream.device_error_word(), stream.cuda_stream());
 #endif
     } else {
-      cpu::embedding_backward(id, tokens, static_cast<const float*>(dy.data()), vocab, hidden,
-                              static_cast<float*>(d_table.data()));
+      cpu::scatter_add_rows("embeddingBackward", "ids", id, tokens, static_cast<const float*>(dy.data()), vocab, hidden,
+                            static_cast<float*>(d_table.data()));
     }
   });
   return d_table;

@@ -88,7 +88,7 @@ Tensor gather_rows(const Tensor& x, const Tensor& idx) {
                         c.stream().cuda_stream());
 #endif
     } else {
-      cpu::gather_rows(op, id, m, x.data(), n, cols * static_cast<int64_t>(dtype_size(x.dtype())), out.data());
+      cpu::gather_rows(op, "idx", id, m, x.data(), n, cols * static_cast<int64_t>(dtype_size(x.dtype())), out.data());
     }
   });
   return out;
@@ -117,7 +117,7 @@ Tensor scatter_add_rows(const Tensor& src, const Tensor& idx, int64_t rows) {
                              c.stream().device_error_word(), c.stream().cuda_stream());
 #endif
     } else {
-      cpu::scatter_add_rows(op, id, m, static_cast<const float*>(src.data()), rows, cols,
+      cpu::scatter_add_rows(op, "idx", id, m, static_cast<const float*>(src.data()), rows, cols,
                             static_cast<float*>(out.data()));
     }
   });

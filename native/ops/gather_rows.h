@@ -27,11 +27,12 @@ Tensor scatter_rows(const Tensor& base, const Tensor& idx, const Tensor& src);
 void write_rows(const Tensor& dst, const Tensor& idx, const Tensor& src);
 
 namespace cpu {
-// Rows of row_bytes bytes; each throws Error(Argument) naming `op` before writing anything.
-void gather_rows(const char* op, const int32_t* idx, int64_t m, const void* x, int64_t n, int64_t row_bytes,
-                 void* out);
-void scatter_add_rows(const char* op, const int32_t* idx, int64_t m, const float* src, int64_t rows, int64_t cols,
-                      float* out);
+// Rows of row_bytes bytes; each throws Error(Argument) naming `op` and the index array (`index`,
+// e.g. "idx", or "ids" for embedding) before writing anything.
+void gather_rows(const char* op, const char* index, const int32_t* idx, int64_t m, const void* x, int64_t n,
+                 int64_t row_bytes, void* out);
+void scatter_add_rows(const char* op, const char* index, const int32_t* idx, int64_t m, const float* src,
+                      int64_t rows, int64_t cols, float* out);
 // seen: scratch of n bytes for the repeat check.
 void write_rows(const char* op, const int32_t* idx, int64_t m, const void* src, int64_t n, int64_t row_bytes,
                 void* dst, uint8_t* seen);

@@ -10,9 +10,10 @@ namespace r1v::cpu {
 
 namespace {
 
-void check_in_range(const char* op, const int32_t* idx, int64_t m, int64_t n) {
+void check_in_range(const char* op, const char* index, const int32_t* idx, int64_t m, int64_t n) {
   for (int64_t i = 0; i < m; ++i) {
-    if (idx[i] < 0 || idx[i] >= n) fail(ErrorCode::Argument, op, ": idx[", i, "] = ", idx[i], " is outside [0, ", n, ")");
+    if (idx[i] < 0 || idx[i] >= n)
+      fail(ErrorCode::Argument, op, ": ", index, "[", i, "] = ", idx[i], " is outside [0, ", n, ")");
   }
 }
 
@@ -42,15 +43,15 @@ void copy_rows(const int32_t* idx, int64_t m, const char* src, int64_t row_bytes
 
 }  // namespace
 
-void gather_rows(const char* op, const int32_t* idx, int64_t m, const void* x, int64_t n, int64_t row_bytes,
-                 void* out) {
-  check_in_range(op, idx, m, n);
+void gather_rows(const char* op, const char* index, const int32_t* idx, int64_t m, const void* x, int64_t n,
+                 int64_t row_bytes, void* out) {
+  check_in_range(op, index, idx, m, n);
   copy_rows(idx, m, static_cast<const char*>(x), row_bytes, static_cast<char*>(out), false);
 }
 
-void scatter_add_rows(const char* op, const int32_t* idx, int64_t m, const float* src, int64_t rows, int64_t cols,
-                      float* out) {
-  check_in_range(op, idx, m, rows);
+void scatter_add_rows(const char* op, const char* index, const int32_t* idx, int64_t m, const float* src,
+                      int64_t rows, int64_t cols, float* out) {
+  check_in_range(op, index, idx, m, rows);
   // Each task owns a block of columns and adds the rows of src in order: deterministic, no atomics.
   const int64_t blocks = (cols + kColumnBlock - 1) / kColumnBlock;
   ThreadPool::global().parallel_for(blocks, 1, [&](int64_t begin, int64_t end) {
@@ -62,7 +63,7 @@ void scatter_add_rows(const char* op, const int32_t* idx, int64_t m, const float
 
 void write_rows(const char* op, const int32_t* idx, int64_t m, const void* src, int64_t n, int64_t row_bytes,
                 void* dst, uint8_t* seen) {
-  check_in_range(op, idx, m, n);
+  check_in_range(op, "idx", idx, m, n);
   std::memset(seen, 0, static_cast<size_t>(n));
   for (int64_t i = 0; i < m; ++i) {
     if (seen[idx[i]]) {
