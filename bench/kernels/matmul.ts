@@ -1,12 +1,14 @@
 // matmul benchmarks: square f32 GEMMs and Linear-shaped products x·Wᵀ + b with GELU
 // (PyTorch weight layout, the epilogue fused), rows at flops = 2·M·N·K.
-// CPU (reduced): f32 squares 1024, 2048 and x [2048, 4096]·W [896, 4096]ᵀ.
+// CPU (reduced): f32 squares 1024, 2048 and x [2048, 4096]·W [896, 4096]ᵀ, and decode-shaped
+// products (1–4 rows through a Linear) reported in GB/s of weights read, since they are bound
+// by reading W once.
 // GPU / full: bf16 (and f32) squares up to 8192 and the vision-tower / LM shapes below.
 import { buildInfo, type FloatDType, ops } from '../../lib/index.js';
 import type { BenchContext } from './common.js';
 
 interface Case {
-  /** x [m, k] · W [n, k]ᵀ (linear), or a [m, k] · b [k, n] (square). */
+  /** x [m, k] · W [n, k]ᵀ (linear), or a [m, k] · b [k, n] (square). Decode-shaped linears (m ≤ 4) report GB/s. */
   m: number;
   n: number;
   k: number;
@@ -18,8 +20,10 @@ function cases(ctx: BenchContext): Case[] {
   const cpu = ctx.engine.device.kind === 'cpu';
   const square = (s: number, dtype: FloatDType): Case => ({ m: s, n: s, k: s, linear: false, dtype });
   const linear = (m: number, n: number, k: number, dtype: FloatDType): Case => ({ m, n, k, linear: true, dtype });
-  if (cpu && !ctx.full) return [square(1024, 'f32'), square(2048, 'f32'), linear(2048, 896, 4096, 'f32')];
-  if (cpu) return [square(1024, 'f32'), square(2048, 'f32'), square(4096, 'f32'), linear(2048, 896, 4096, 'f32'), linear(4096, 4096, 4096, 'f32')];
+  // Decode steps: one row through the LM head of a 16k-vocabulary model, four through Qwen2.5-0.5B's MLP up-projection.
+  const decode = [linear(1, 16384, 512, 'f32'), linear(4, 4864, 896, 'f32')];
+  if (cpu && !ctx.full) return [square(1024, 'f32'), square(2048, 'f32'), linear(2048, 896, 4096, 'f32'), ...decode];
+  if (cpu) return [square(1024, 'f32'), square(2048, 'f32'), square(4096, 'f32'), linear(2048, 896, 4096, 'f32'), linear(4096, 4096, 4096, 'f32'), ...decode];
   return [
     square(4096, 'f32'),
     square(2048, 'bf16'), square(4096, 'bf16'), square(8192, 'bf16'), square(8192, 'f16'),
@@ -50,7 +54,14 @@ async function runCases(ctx: BenchContext, backendNote: string): Promise<void> {
     const big = 2 * m * n * k >= 6e10;
     const options = { minTimeMs: big ? 1500 : 400, iterations: big ? 2 : 3 };
     const flops = 2 * m * n * k;
-    if (linear) {
+    if (linear && m <= 4) {
+      const shape = `x[${m},${k}]·W[${n},${k}]ᵀ`;
+      const ms = await ctx.time(`matmul ${shape} (decode)`, async () => {
+        ops.matmul(a, b, { transB: true }).dispose();
+        await e.synchronize();
+      }, options);
+      ctx.record({ op: 'matmul (decode)', dtype, shape, ms, bytes: n * k * 4, note: `${backendNote}; GB/s of W read` });
+    } else if (linear) {
       const shape = `x[${m},${k}]·W[${n},${k}]ᵀ`;
       const plain = await ctx.time(`matmul ${shape}`, async () => {
         ops.matmul(a, b, { transB: true }).dispose();
