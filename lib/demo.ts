@@ -3,7 +3,9 @@
 // throughput, and runs the kernels of one RL update on model-shaped inputs (image tokens
 // through the connector, packed causal attention forward and backward, per-token log-prob
 // and entropy through the LM head and their backward) — a quick proof that the native
-// engine works on this machine.
+// engine works on this machine; then a tiny VLM learns to read a few MNIST digits by SFT and
+// answers them by generation (demo_model.ts).
+import { runModelDemo, type ModelDemoReport } from './demo_model.js';
 import { buildInfo, devices } from './device.js';
 import { Engine } from './engine.js';
 import { attention, attentionBackward, connector, linearTokenStats, linearTokenStatsBackward, matmul, tokenStats } from './ops.js';
@@ -11,6 +13,8 @@ import { attention, attentionBackward, connector, linearTokenStats, linearTokenS
 export interface DemoOptions {
   device?: 'auto' | 'cpu' | `cuda:${number}`;
   size?: number;
+  /** SFT steps of the model part (default 120). */
+  modelSteps?: number;
   log?: (line: string) => void;
 }
 
@@ -22,6 +26,8 @@ export interface DemoReport {
   kernelMs: Record<string, number>;
   /** |linearTokenStats − tokenStats(materialised logits)|, relative: the fused LM head agrees with the plain one. */
   fusedHeadRelativeError: number;
+  /** The tiny VLM's SFT on MNIST digits and its generated answers. */
+  model: ModelDemoReport;
 }
 
 export async function runDemo(options: DemoOptions = {}): Promise<DemoReport> {
@@ -122,6 +128,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoReport> {
   for (const t of [patches, ...Object.values(p), q, kv, out, lse, grads.dq, grads.dk, grads.dv, h, head, targets,
     fused.logprobs, fused.entropy, dl, de, dg.dHidden, dg.dWeight, logits, plain.logprobs, plain.entropy]) t.dispose();
 
+  const model = await runModelDemo(engine, log, options.modelSteps !== undefined ? { steps: options.modelSteps } : {});
   log('The RL training recipe (SFT → GRPO → connector-only tuning) builds on this engine; see README.');
-  return { device: engine.device.id, maxRelativeError: worst, gflops, kernelMs, fusedHeadRelativeError };
+  return { device: engine.device.id, maxRelativeError: worst, gflops, kernelMs, fusedHeadRelativeError, model };
 }
