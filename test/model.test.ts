@@ -59,9 +59,20 @@ function randomize(m: VisionLanguageModel, next: () => number): Params {
 /** Two sequences: one with `tiles` images (tokens per tile from the config) and a text-only one. */
 function makeBatch(cfg: ModelConfig, next: () => number, tiles = 2): Batch {
   const perTile = cfg.connector!.tokensPerTile, v = cfg.vision!;
-  const text = (n: number) => Array.from({ length: n }, () => Math.floor(next() * 60));
+  // No token repeats its predecessor: a sequence opening "a a" cannot be told from "a" by a
+  // model without absolute positions (RoPE leaves values alone), so it could not be memorised.
+  const text = (n: number) => {
+    const out: number[] = [];
+    while (out.length < n) {
+      const t = Math.floor(next() * 60);
+      if (t !== out[out.length - 1]) out.push(t);
+    }
+    return out;
+  };
   const seq0 = [...text(3), ...new Array<number>(tiles * perTile).fill(IMG), ...text(5)];
+  // Different first tokens: identical prefixes with different continuations could not be memorised.
   const seq1 = text(7);
+  if (seq1[0] === seq0[0]) seq1[0] = (seq0[0]! + 1) % 60;
   const inputIds = Int32Array.from([...seq0, ...seq1]);
   const targets = new Int32Array(inputIds.length).fill(-100);
   for (const [start, len] of [[0, seq0.length], [seq0.length, seq1.length]] as const) {
