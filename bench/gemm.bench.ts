@@ -7,8 +7,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { Bench } from 'tinybench';
 
 import { buildInfo, devices, Engine, ops, type FloatDType } from '../lib/index.js';
-import { native } from '../lib/native.js';
-import { runIdentity } from './run_identity.js';
+import { runIdentity, measuredCpuPeakGflops } from './run_identity.js';
 
 const sizes = (process.env.R1V_BENCH_SIZES ?? '256,512,1024,2048').split(',').map(Number);
 const info = buildInfo();
@@ -16,8 +15,7 @@ const cpu = devices()[0]!;
 
 console.log(`r1v ${info.version} — CPU: ${cpu.name}, ${info.threads} threads, ISA ${info.cpuIsa}; BLAS: ${info.blas ?? 'none'}`);
 // Best of several runs after a warm-up: a cold core may run below its clock at first.
-native().measureCpuPeakGflops(0.3);
-const peak = Math.max(...Array.from({ length: 4 }, () => native().measureCpuPeakGflops(0.3)));
+const peak = measuredCpuPeakGflops();
 console.log(`measured fp32 FMA peak (all threads): ${peak.toFixed(1)} GFLOP/s\n`);
 
 interface Row { device: string; kernel: string; dtype: string; size: number; ms: number; gflops: number; ofPeak: string }

@@ -7,7 +7,6 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 
 import { buildInfo, devices, Engine } from '../lib/index.js';
-import { native } from '../lib/native.js';
 import { run as runAttention } from './kernels/attention.js';
 import { type BenchContext, type Ceilings, makeContext, type Row } from './kernels/common.js';
 import { run as runConnector } from './kernels/connector.js';
@@ -17,7 +16,7 @@ import { run as runOptimizer } from './kernels/optimizer.js';
 import { run as runSampling } from './kernels/sampling.js';
 import { run as runNorms } from './kernels/norms.js';
 import { run as runTokenStats } from './kernels/token_stats.js';
-import { runIdentity } from './run_identity.js';
+import { runIdentity, measuredCpuPeakGflops } from './run_identity.js';
 
 const families: Record<string, (ctx: BenchContext) => Promise<void>> = {
   matmul: runMatmul,
@@ -36,8 +35,7 @@ const cpu = devices()[0]!;
 const fullOnCpu = process.env.R1V_BENCH_FULL === '1';
 
 console.log(`r1v ${info.version} — CPU: ${cpu.name}, ${info.threads} threads, ISA ${info.cpuIsa}; BLAS: ${info.blas ?? 'none'}`);
-native().measureCpuPeakGflops(0.3);
-const cpuPeak = Math.max(...Array.from({ length: 4 }, () => native().measureCpuPeakGflops(0.3)));
+const cpuPeak = measuredCpuPeakGflops();
 console.log(`measured fp32 FMA peak (all threads): ${cpuPeak.toFixed(1)} GFLOP/s`);
 
 // Memory-bound ops are rated against a measured copy: bytes read + written per second by a

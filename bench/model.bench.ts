@@ -22,10 +22,9 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import {
   AdamW, buildInfo, devices, Engine, ops, VisionLanguageModel, type Batch, type ModelConfig,
 } from '../lib/index.js';
-import { native } from '../lib/native.js';
 import { makeContext } from './kernels/common.js';
 import { INTERNVL3_1B, SMALL, TINY, type BenchModel } from './model-configs.js';
-import { runIdentity } from './run_identity.js';
+import { runIdentity, measuredCpuPeakGflops } from './run_identity.js';
 
 interface BatchSpec {
   sequences: number;
@@ -190,8 +189,7 @@ async function benchModel(engine: Engine, c: ModelCase, peakGflops: number): Pro
 const info = buildInfo();
 const cpu = devices()[0]!;
 console.log(`r1v ${info.version} — CPU: ${cpu.name}, ${info.threads} threads, ISA ${info.cpuIsa}; BLAS: ${info.blas ?? 'none'}`);
-native().measureCpuPeakGflops(0.3);
-const cpuPeak = Math.max(...Array.from({ length: 4 }, () => native().measureCpuPeakGflops(0.3)));
+const cpuPeak = measuredCpuPeakGflops();
 console.log(`measured fp32 FMA peak (all threads): ${cpuPeak.toFixed(1)} GFLOP/s`);
 
 const rows: Row[] = [];

@@ -33,10 +33,9 @@ import { fileURLToPath } from 'node:url';
 import {
   buildInfo, devices, Engine, generate, ops, VisionLanguageModel, type GeneratePrompt, type ModelConfig,
 } from '../lib/index.js';
-import { native } from '../lib/native.js';
 import { makeContext } from './kernels/common.js';
 import { INTERNVL3_1B, SMALL, TINY, type BenchModel } from './model-configs.js';
-import { runIdentity } from './run_identity.js';
+import { runIdentity, measuredCpuPeakGflops } from './run_identity.js';
 
 interface RolloutCase {
   model: BenchModel;
@@ -186,8 +185,7 @@ function runPeer(c: RolloutCase): { rows: PeerRow[]; info: Record<string, unknow
 const info = buildInfo();
 const cpu = devices()[0]!;
 console.log(`r1v ${info.version} — CPU: ${cpu.name}, ${info.threads} threads, ISA ${info.cpuIsa}; BLAS: ${info.blas ?? 'none'}`);
-native().measureCpuPeakGflops(0.3);
-const cpuPeak = Math.max(...Array.from({ length: 4 }, () => native().measureCpuPeakGflops(0.3)));
+const cpuPeak = measuredCpuPeakGflops();
 console.log(`measured fp32 FMA peak (all threads): ${cpuPeak.toFixed(1)} GFLOP/s`);
 
 const rows: Row[] = [];

@@ -100,8 +100,14 @@ export function expectR1VError(fn: () => unknown, code: R1VErrorCode, pattern?: 
   assert.fail(`expected R1VError(${code}), nothing was thrown`);
 }
 
-export async function expectR1VRejection(p: Promise<unknown>, code: R1VErrorCode): Promise<void> {
-  await assert.rejects(p, (error: unknown) => error instanceof R1VError && error.code === code);
+/** p rejects with an R1VError of this code (and a message matching pattern, when given). */
+export async function expectR1VRejection(p: Promise<unknown>, code: R1VErrorCode, pattern?: RegExp): Promise<void> {
+  await assert.rejects(p, (error: unknown) => {
+    assert.ok(error instanceof R1VError, `expected R1VError, got ${String(error)}`);
+    assert.equal(error.code, code, error.message);
+    if (pattern) assert.match(error.message, pattern);
+    return true;
+  });
 }
 
 /** Whether CUDA tests can run; with R1V_REQUIRE_GPU=1 a missing GPU is a failure. */
