@@ -3,7 +3,7 @@ import { execSync } from 'node:child_process';
 import { cpus } from 'node:os';
 
 import { devices } from '../lib/index.js';
-import { native } from '../lib/native.js';
+import { native } from '../lib/core/native.js';
 
 export interface RunIdentity {
   /** ISO date and time of the run. */

@@ -1,14 +1,14 @@
-export { R1VError, type R1VErrorCode } from './errors.js';
-export { devices, buildInfo, type DeviceInfo, type CpuDeviceInfo, type CudaDeviceInfo, type DeviceId } from './device.js';
-export { Engine, type EngineOptions, type MemoryStats, type CpuGemmBackend } from './engine.js';
-export { Tensor, type DType, type FloatDType, type HostArray } from './tensor.js';
-export * as ops from './ops.js';
+export { R1VError, type R1VErrorCode } from './core/errors.js';
+export { devices, buildInfo, type DeviceInfo, type CpuDeviceInfo, type CudaDeviceInfo, type DeviceId } from './core/device.js';
+export { Engine, type EngineOptions, type MemoryStats, type CpuGemmBackend } from './core/engine.js';
+export { Tensor, type DType, type FloatDType, type HostArray } from './core/tensor.js';
+export * as ops from './ops/index.js';
 export {
   SafetensorsFile, Checkpoint, openCheckpoint, writeSafetensors, writeCheckpoint,
   bf16ToF32, f32ToBf16, f16ToF32, f32ToF16, toFloat32, SINGLE_FILE, INDEX_FILE,
   type SafetensorsDType, type SafetensorsTensor, type SafetensorsData, type SafetensorsEntry,
   type SafetensorsSource, type SafetensorsWriteTensor, type WriteCheckpointOptions,
-} from './safetensors.js';
+} from './io/safetensors.js';
 export {
   parseModelConfig, type ModelConfig, type VisionConfig, type ConnectorConfig, type ImageTilingConfig,
   type LanguageConfig, type ParseModelConfigOptions,
@@ -17,16 +17,16 @@ export {
   Tokenizer, IMG_START_TOKEN, IMG_END_TOKEN, IMG_CONTEXT_TOKEN, IMAGE_PLACEHOLDER, DEFAULT_TOKENS_PER_TILE,
   type TokenizerLoadOptions, type AddedTokenSpec, type ChatMessage, type ChatContentPart,
   type ChatTemplateOptions, type EncodeOptions, type DecodeOptions,
-} from './rollout/tokenizer.js';
+} from './data/tokenizer.js';
 export {
   ImageProcessor, chooseTileGrid, IMAGENET_MEAN, IMAGENET_STD,
   type ImageInput, type RawImage, type TilingOptions, type ImageProcessorOptions, type ProcessedImage,
-} from './rollout/image.js';
+} from './data/image.js';
 export {
   VisionLanguageModel, ForwardResult, type Batch, type ForwardOptions, type TokenStatsResult, type BackwardInput,
   type ModelOptions, type CreateOptions, type SaveOptions, type TrainableSelection,
 } from './model/model.js';
-export { AdamW, type AdamWOptions, type StepOptions, type StepResult } from './model/adamw.js';
+export { AdamW, type AdamWOptions, type StepOptions, type StepResult } from './optim/adamw.js';
 export type { ParameterInfo, ModulePart, ParameterKind } from './model/parameters.js';
 export {
   generate, type GeneratePrompt, type GenerateOptions, type GenerateProgress, type Generation, type GenerateResult,

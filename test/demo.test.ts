@@ -1,7 +1,7 @@
 // `r1v demo` is the main job: it must run on the CPU and report correct results.
 import assert from 'node:assert/strict';
 
-import { runDemo } from '../lib/demo.js';
+import { runDemo } from '../lib/cli/demo.js';
 
 describe('r1v demo', () => {
   it('runs on the CPU: GEMM matches float64, the fused LM head matches the materialised one', async () => {

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 
 import { Engine, ops, R1VError } from '../lib/index.js';
-import { native, type NativeEngine, type NativeTensor } from '../lib/native.js';
+import { native, type NativeEngine, type NativeTensor } from '../lib/core/native.js';
 import { rng } from './helpers.js';
 
 describe('bad-argument fuzzing of the native entry points', () => {

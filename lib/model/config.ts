@@ -8,7 +8,7 @@
 // ignores (training-only flags, generation defaults); anything else is reported through `warn`
 // and ignored. Fields missing where Hugging Face has a default take that default; the fields the
 // shapes are built from are required.
-import { R1VError } from '../errors.js';
+import { R1VError } from '../core/errors.js';
 
 /** InternViT: patch embedding + CLS + position embeddings, pre-norm bidirectional blocks. */
 export interface VisionConfig {

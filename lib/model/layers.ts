@@ -4,8 +4,8 @@
 // Activations are 2-D [rows, features] (packed, padding-free batches); attention sees them as
 // [rows, heads, headDim] views. Gradients of trainable parameters are added into Parameter.grad;
 // frozen parameters get no gradient work at all.
-import * as ops from '../ops.js';
-import type { Tensor } from '../tensor.js';
+import * as ops from '../ops/index.js';
+import type { Tensor } from '../core/tensor.js';
 import type { FTensor, Parameter } from './parameters.js';
 
 /** Disposes every tensor among an object's values (saved activations). */

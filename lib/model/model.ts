@@ -6,11 +6,11 @@
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 
-import type { Engine } from '../engine.js';
-import { R1VError } from '../errors.js';
-import * as ops from '../ops.js';
-import { openCheckpoint, toFloat32, writeCheckpoint, type SafetensorsWriteTensor } from '../safetensors.js';
-import type { FloatDType, Tensor } from '../tensor.js';
+import type { Engine } from '../core/engine.js';
+import { R1VError } from '../core/errors.js';
+import * as ops from '../ops/index.js';
+import { openCheckpoint, toFloat32, writeCheckpoint, type SafetensorsWriteTensor } from '../io/safetensors.js';
+import type { FloatDType, Tensor } from '../core/tensor.js';
 import { parseModelConfig, type ModelConfig } from './config.js';
 import {
   accumulateGrad, anyTrainable, disposeTensors, LanguageLayer, linear, linearBackward, norm, normBackward,

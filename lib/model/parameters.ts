@@ -1,8 +1,8 @@
 // The model's parameters: their Hugging Face names and shapes (derived from the config alone,
 // so a checkpoint can be checked against them before anything is read), how each is initialised,
 // and the device tensors that hold them with their gradients.
-import { R1VError } from '../errors.js';
-import type { FloatDType, Tensor } from '../tensor.js';
+import { R1VError } from '../core/errors.js';
+import type { FloatDType, Tensor } from '../core/tensor.js';
 import type { ModelConfig } from './config.js';
 
 /** A tensor of a float dtype (what parameters, gradients and activations are). */

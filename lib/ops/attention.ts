@@ -1,8 +1,8 @@
 // attention: softmax(scale·q·kᵀ [+ causal mask])·v per head, flash-style, with GQA and packed
 // (padding-free) batches; attentionBackward gives its gradients.
-import { R1VError } from '../errors.js';
-import { native, type NativeAttentionOptions } from '../native.js';
-import type { Tensor, FloatDType } from '../tensor.js';
+import { R1VError } from '../core/errors.js';
+import { native, type NativeAttentionOptions } from '../core/native.js';
+import type { Tensor, FloatDType } from '../core/tensor.js';
 import { checkOptions, tensorArg, wrap } from './common.js';
 
 export interface AttentionOptions {

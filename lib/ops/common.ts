@@ -1,7 +1,7 @@
 // Helpers shared by the op wrappers.
-import { R1VError } from '../errors.js';
-import type { NativeTensor } from '../native.js';
-import { Tensor } from '../tensor.js';
+import { R1VError } from '../core/errors.js';
+import type { NativeTensor } from '../core/native.js';
+import { Tensor } from '../core/tensor.js';
 
 /** value as a Tensor, or R1VError('ARGUMENT') naming it. */
 export function tensorArg<T extends Tensor>(value: unknown, name: string): T {

@@ -1,7 +1,7 @@
 // connector: InternVL's mlp1 projector (pixel shuffle → LayerNorm → Linear → GELU → Linear).
-import { R1VError } from '../errors.js';
-import { native, type NativeConnectorParams } from '../native.js';
-import type { FloatDType, Tensor } from '../tensor.js';
+import { R1VError } from '../core/errors.js';
+import { native, type NativeConnectorParams } from '../core/native.js';
+import type { FloatDType, Tensor } from '../core/tensor.js';
 import { checkOptions, tensorArg, wrap } from './common.js';
 
 /**

@@ -1,7 +1,7 @@
 // The elementwise glue of the Qwen2 decoder and their backwards: rotary position embedding,
 // the SwiGLU and GELU activations and the token embedding lookup. CPU: f32; CUDA: f32, bf16, f16 (f32 math).
-import { native } from '../native.js';
-import type { FloatDType, Tensor } from '../tensor.js';
+import { native } from '../core/native.js';
+import type { FloatDType, Tensor } from '../core/tensor.js';
 import { checkOptions, tensorArg, wrap } from './common.js';
 
 export interface RopeOptions {

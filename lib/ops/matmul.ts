@@ -1,6 +1,6 @@
 // matmul: op(a)·op(b) with an optional bias + activation epilogue.
-import { native } from '../native.js';
-import { Tensor, type FloatDType } from '../tensor.js';
+import { native } from '../core/native.js';
+import { Tensor, type FloatDType } from '../core/tensor.js';
 import { checkOptions, optionalTensorArg, tensorArg } from './common.js';
 
 /** Elementwise activation applied after the bias. */

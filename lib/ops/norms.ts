@@ -1,6 +1,6 @@
 // rmsNorm / layerNorm over the last dimension, and their backward passes.
-import { native } from '../native.js';
-import type { FloatDType, Tensor } from '../tensor.js';
+import { native } from '../core/native.js';
+import type { FloatDType, Tensor } from '../core/tensor.js';
 import { checkOptions, tensorArg, wrap } from './common.js';
 
 export interface RmsNormOptions {

@@ -1,8 +1,8 @@
 // Optimizer kernels: the squared global gradient norm and the AdamW update of many parameter
 // groups in one step (in place).
-import { R1VError } from '../errors.js';
-import { native, type NativeAdamWGroup } from '../native.js';
-import { Tensor, type FloatDType } from '../tensor.js';
+import { R1VError } from '../core/errors.js';
+import { native, type NativeAdamWGroup } from '../core/native.js';
+import { Tensor, type FloatDType } from '../core/tensor.js';
 import { checkOptions, tensorArg, wrap } from './common.js';
 
 /** One parameter tensor and its AdamW state. adamwStep updates param, m, v and master in place. */

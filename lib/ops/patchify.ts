@@ -1,6 +1,6 @@
 // patchify / unpatchify: the data movement that makes a ViT patch embedding a GEMM.
-import { native } from '../native.js';
-import type { FloatDType, Tensor } from '../tensor.js';
+import { native } from '../core/native.js';
+import type { FloatDType, Tensor } from '../core/tensor.js';
 import { checkOptions, tensorArg, wrap } from './common.js';
 
 export interface PatchifyOptions {

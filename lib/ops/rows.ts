@@ -3,8 +3,8 @@
 // scatterRows, writeRows — the one in-place op here) and dtype conversion (cast, copy).
 // CPU: f32 math (cast, copy, reshape and the row copies also take bf16/f16 CPU tensors);
 // CUDA: f32, bf16, f16 with f32 math.
-import { native } from '../native.js';
-import type { DType, FloatDType, Tensor } from '../tensor.js';
+import { native } from '../core/native.js';
+import type { DType, FloatDType, Tensor } from '../core/tensor.js';
 import { tensorArg, wrap } from './common.js';
 
 /** Gradients of scaleChannels, in the dtype of x. */

@@ -1,7 +1,7 @@
 // Token sampling for generation: one token per row of logits with temperature, top-k, top-p
 // and banned tokens, reproducible per (seed, offset).
-import { native } from '../native.js';
-import type { FloatDType, Tensor } from '../tensor.js';
+import { native } from '../core/native.js';
+import type { FloatDType, Tensor } from '../core/tensor.js';
 import { checkOptions, tensorArg, wrap } from './common.js';
 
 export interface SampleTokensOptions {

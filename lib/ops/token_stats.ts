@@ -1,7 +1,7 @@
 // Per-token statistics of softmax(logits / temperature) — log-prob of the target token and
 // entropy — and their backward from per-token coefficients, plain and fused with the LM head.
-import { native } from '../native.js';
-import type { FloatDType, Tensor } from '../tensor.js';
+import { native } from '../core/native.js';
+import type { FloatDType, Tensor } from '../core/tensor.js';
 import { checkOptions, tensorArg, wrap } from './common.js';
 
 export interface TokenStatsOptions {

@@ -6,13 +6,13 @@
 //
 // Sampling is reproducible: the draw of sample j of a prompt at step t depends only on
 // (seed, the prompt's seed or token ids, j, t), not on the other prompts in the batch.
-import { R1VError } from '../errors.js';
-import * as ops from '../ops.js';
-import type { Tensor } from '../tensor.js';
+import { R1VError } from '../core/errors.js';
+import * as ops from '../ops/index.js';
+import type { Tensor } from '../core/tensor.js';
 import { Fence, type VisionLanguageModel } from '../model/model.js';
 import { languagePrefix, lmHeadName, type FTensor } from '../model/parameters.js';
-import { ImageProcessor, type ImageInput } from './image.js';
-import type { ChatMessage, Tokenizer } from './tokenizer.js';
+import { ImageProcessor, type ImageInput } from '../data/image.js';
+import type { ChatMessage, Tokenizer } from '../data/tokenizer.js';
 
 /** A prompt as token ids (from the chat template) and processed images, or as chat messages. */
 export interface GeneratePrompt {

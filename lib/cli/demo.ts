@@ -5,10 +5,10 @@
 // and entropy through the LM head and their backward) — a quick proof that the native
 // engine works on this machine; then a tiny VLM learns to read a few MNIST digits by SFT and
 // answers them by generation (demo_model.ts).
-import { runModelDemo, type ModelDemoReport } from './demo_model.js';
-import { buildInfo, devices } from './device.js';
-import { Engine } from './engine.js';
-import { attention, attentionBackward, connector, linearTokenStats, linearTokenStatsBackward, matmul, tokenStats } from './ops.js';
+import { runModelDemo, type ModelDemoReport } from './demo-model.js';
+import { buildInfo, devices } from '../core/device.js';
+import { Engine } from '../core/engine.js';
+import { attention, attentionBackward, connector, linearTokenStats, linearTokenStatsBackward, matmul, tokenStats } from '../ops/index.js';
 
 export interface DemoOptions {
   device?: 'auto' | 'cpu' | `cuda:${number}`;

@@ -12,7 +12,7 @@ import { readFile } from 'node:fs/promises';
 
 import sharp from 'sharp';
 
-import { R1VError } from '../errors.js';
+import { R1VError } from '../core/errors.js';
 import type { ModelConfig } from '../model/config.js';
 
 /** ImageNet statistics InternVL normalises with. */

@@ -2,8 +2,8 @@
 import { Command, InvalidArgumentError } from 'commander';
 
 import { runDemo } from './demo.js';
-import { buildInfo, devices } from './device.js';
-import { R1VError } from './errors.js';
+import { buildInfo, devices } from '../core/device.js';
+import { R1VError } from '../core/errors.js';
 
 function positiveInt(value: string): number {
   const n = Number(value);

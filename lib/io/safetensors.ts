@@ -10,7 +10,7 @@ import { promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
 
-import { R1VError } from './errors.js';
+import { R1VError } from '../core/errors.js';
 
 /** The safetensors dtypes this module reads and writes. */
 export type SafetensorsDType = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';

@@ -6,12 +6,12 @@
 import { createRequire } from 'node:module';
 import path from 'node:path';
 
-import type { Engine } from './engine.js';
-import { AdamW } from './model/adamw.js';
-import { VisionLanguageModel } from './model/model.js';
-import { generate } from './rollout/generate.js';
-import { ImageProcessor } from './rollout/image.js';
-import { Tokenizer } from './rollout/tokenizer.js';
+import type { Engine } from '../core/engine.js';
+import { AdamW } from '../optim/adamw.js';
+import { VisionLanguageModel } from '../model/model.js';
+import { generate } from '../rollout/generate.js';
+import { ImageProcessor } from '../data/image.js';
+import { Tokenizer } from '../data/tokenizer.js';
 
 export interface ModelDemoReport {
   parameters: number;

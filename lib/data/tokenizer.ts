@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { Template } from '@huggingface/jinja';
 import { Tokenizer as HFTokenizer } from '@huggingface/tokenizers';
 
-import { R1VError } from '../errors.js';
+import { R1VError } from '../core/errors.js';
 import type { ModelConfig } from '../model/config.js';
 
 /** InternVL's image markers. */

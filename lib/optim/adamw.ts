@@ -5,12 +5,12 @@
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 
-import { R1VError } from '../errors.js';
-import * as ops from '../ops.js';
-import { SafetensorsFile, writeSafetensors, type SafetensorsWriteTensor } from '../safetensors.js';
-import type { Tensor } from '../tensor.js';
-import type { VisionLanguageModel } from './model.js';
-import { decays, numelOf, type Parameter } from './parameters.js';
+import { R1VError } from '../core/errors.js';
+import * as ops from '../ops/index.js';
+import { SafetensorsFile, writeSafetensors, type SafetensorsWriteTensor } from '../io/safetensors.js';
+import type { Tensor } from '../core/tensor.js';
+import type { VisionLanguageModel } from '../model/model.js';
+import { decays, numelOf, type Parameter } from '../model/parameters.js';
 
 export interface AdamWOptions {
   /** Learning rate, finite, ≥ 0. Default 1e-5. */

@@ -184,7 +184,7 @@ export interface NativeAddon {
   measureCpuPeakGflops(seconds: number): number;
 }
 
-const packageRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const packageRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 /** Where the addon is looked for, in order: $R1V_ADDON, then the cmake-js / node-gyp outputs. */
 export function addonCandidates(): string[] {
