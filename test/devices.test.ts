@@ -63,7 +63,7 @@ describe('devices and engines', () => {
     expectR1VError(() => Engine.create({ device: `cuda:${count}` }), 'DEVICE', new RegExp(`cuda:${count}`));
     expectR1VError(() => Engine.create({ device: 'cpu', seed: -1 }), 'ARGUMENT', /seed/);
     expectR1VError(() => Engine.create({ device: 'cpu', seed: 1.5 }), 'ARGUMENT', /seed/);
-    expectR1VError(() => Engine.create({ device: 'cpu', devise: 'cpu' } as never), 'CONFIG', /devise/);
+    expectR1VError(() => Engine.create({ device: 'cpu', devise: 'cpu' } as never), 'ARGUMENT', /unknown option 'devise'/);
     expectR1VError(() => Engine.create({ device: 'cpu', cpuGemm: 'mkl' as 'auto' }), 'ARGUMENT', /mkl/);
   });
 

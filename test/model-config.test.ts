@@ -115,7 +115,7 @@ describe('model config: InternVLChatConfig', () => {
     assert.equal(c.modelType, 'internvl_chat');
     assert.deepEqual(c.vision, {
       hiddenSize: 1024, intermediateSize: 4096, numAttentionHeads: 16, headDim: 64, numHiddenLayers: 24,
-      imageSize: 448, patchSize: 14, numChannels: 3, normType: 'layer_norm', layerNormEps: 1e-6,
+      imageSize: 448, patchSize: 14, gridSize: 32, numPatches: 1024, numChannels: 3, normType: 'layer_norm', layerNormEps: 1e-6,
       qkNormalization: false, qkvBias: true, hiddenAct: 'gelu', initializerFactor: 1.0,
     });
     assert.deepEqual(c.language, {

@@ -7,6 +7,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 
 import type { Engine } from '../core/engine.js';
+import { IGNORE_INDEX, packBatch, responseTargets } from '../data/batch.js';
 import { AdamW } from '../optim/adamw.js';
 import { VisionLanguageModel } from '../model/model.js';
 import { generate } from '../rollout/generate.js';
@@ -67,19 +68,11 @@ export async function runModelDemo(engine: Engine, log: (line: string) => void, 
     return { pixelValues, label, prompt, answer };
   }));
   // One packed batch: every prompt followed by its answer; only the answer tokens are scored.
-  const ids: number[] = [], targets: number[] = [], cu = [0];
-  for (const ex of examples) {
-    const seq = [...ex.prompt, ...ex.answer];
-    seq.forEach((id, i) => {
-      ids.push(id);
-      targets.push(i >= ex.prompt.length - 1 && i + 1 < seq.length ? seq[i + 1]! : -100);
-    });
-    cu.push(ids.length);
-  }
-  const pixelValues = new Float32Array(examples.reduce((a, ex) => a + ex.pixelValues.length, 0));
-  examples.reduce((at, ex) => (pixelValues.set(ex.pixelValues, at), at + ex.pixelValues.length), 0);
-  const batch = { inputIds: Int32Array.from(ids), targets: Int32Array.from(targets), cuSeqlens: Int32Array.from(cu), pixelValues };
-  const scored = targets.filter((t) => t !== -100).length;
+  const batch = packBatch(examples.map((ex) => {
+    const inputIds = [...ex.prompt, ...ex.answer];
+    return { inputIds, targets: responseTargets(inputIds, ex.prompt.length), pixelValues: ex.pixelValues };
+  }));
+  const scored = batch.targets.filter((t) => t !== IGNORE_INDEX).length;
 
   const opt = new AdamW(model, { lr: 3e-3, weightDecay: 0 });
   let lossBefore = 0, lossAfter = 0;
@@ -103,6 +96,6 @@ export async function runModelDemo(engine: Engine, log: (line: string) => void, 
   log(`  greedy answers after SFT: ${right}/${digits} digits right (${answers.slice(0, 6).map((a, i) => `${examples[i]!.label}→${JSON.stringify(a.text.replace(/<\|im_end\|>$/, ''))}`).join(', ')}, ...)`);
   return {
     parameters: model.numParameters(), digits, steps, lossBefore, lossAfter, accuracy: right / digits,
-    trainTokensPerSecond: (ids.length * steps) / seconds,
+    trainTokensPerSecond: (batch.inputIds.length * steps) / seconds,
   };
 }

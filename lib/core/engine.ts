@@ -1,5 +1,6 @@
 import { devices, type DeviceId, type DeviceInfo } from './device.js';
 import { R1VError } from './errors.js';
+import * as is from './validate.js';
 import { native, type NativeEngine } from './native.js';
 import { Tensor, type DType, type FloatDType } from './tensor.js';
 
@@ -32,31 +33,13 @@ export interface MemoryStats {
   reservedBytes: number;
 }
 
-const ENGINE_OPTIONS = new Set(['device', 'seed', 'cpuGemm', 'poisonNewTensors']);
+const ENGINE_OPTIONS = ['device', 'seed', 'cpuGemm', 'poisonNewTensors'] as const;
 
 function resolveDevice(requested: string): string {
   if (requested !== 'auto') return requested;
   const fromEnv = process.env.R1V_DEVICE;
   if (fromEnv && fromEnv !== 'auto') return fromEnv;
   return devices().some((d) => d.kind === 'cuda') ? 'cuda:0' : 'cpu';
-}
-
-function checkSeed(seed: unknown, what: string): number {
-  if (typeof seed !== 'number' || !Number.isSafeInteger(seed) || seed < 0) {
-    throw new R1VError('ARGUMENT', `${what} must be a non-negative safe integer, got ${String(seed)}`);
-  }
-  return seed;
-}
-
-function checkOptions(options: unknown, allowed: ReadonlySet<string>, what: string): Record<string, unknown> {
-  if (options === undefined) return {};
-  if (typeof options !== 'object' || options === null || Array.isArray(options)) {
-    throw new R1VError('ARGUMENT', `${what} options must be an object`);
-  }
-  for (const key of Object.keys(options)) {
-    if (!allowed.has(key)) throw new R1VError('CONFIG', `${what}: unknown option '${key}' (known: ${[...allowed].join(', ')})`);
-  }
-  return options as Record<string, unknown>;
 }
 
 /** A device with its memory, its ordered work stream and its random generator. */
@@ -73,23 +56,24 @@ export class Engine implements Disposable {
   }
 
   static create(options?: EngineOptions): Engine {
-    const o = checkOptions(options, ENGINE_OPTIONS, 'Engine.create');
+    const o = is.options(options, ENGINE_OPTIONS, 'Engine.create');
     const requested = o.device ?? 'auto';
     if (typeof requested !== 'string') throw new R1VError('ARGUMENT', `Engine.create: device must be a string, got ${typeof requested}`);
-    const seed = o.seed === undefined ? Math.floor(Math.random() * 2 ** 52) : checkSeed(o.seed, 'Engine.create: seed');
+    const seed = o.seed === undefined ? Math.floor(Math.random() * 2 ** 52) : is.seed(o.seed, 'seed', 'Engine.create');
+    const poison = o.poisonNewTensors === undefined ? undefined : is.boolean(o.poisonNewTensors, 'poisonNewTensors', 'Engine.create');
+    const cpuGemm = o.cpuGemm === undefined ? undefined : is.oneOf(o.cpuGemm, 'cpuGemm', 'Engine.create', ['auto', 'builtin', 'blas'] as const);
     const id = resolveDevice(requested);
     const handle = new (native().EngineHandle)(id, seed);
     const info = devices().find((d) => d.id === handle.device);
     if (!info) throw new R1VError('DEVICE', `device '${handle.device}' is not in devices()`);
     const engine = new Engine(handle, info);
-    if (o.cpuGemm !== undefined) engine.setCpuGemm(o.cpuGemm as CpuGemmBackend);
-    if (o.poisonNewTensors !== undefined) {
-      if (typeof o.poisonNewTensors !== 'boolean') {
-        engine.dispose();
-        throw new R1VError('CONFIG', `Engine.create: poisonNewTensors must be a boolean, got ${typeof o.poisonNewTensors}`);
-      }
-      handle.setPoisonNewTensors(o.poisonNewTensors);
+    try {
+      if (cpuGemm !== undefined) engine.setCpuGemm(cpuGemm);
+    } catch (error) {
+      engine.dispose();
+      throw error;
     }
+    if (poison !== undefined) handle.setPoisonNewTensors(poison);
     return engine;
   }
 
@@ -106,7 +90,7 @@ export class Engine implements Disposable {
     shape: number[],
     options?: { dtype?: D },
   ): Tensor<D> {
-    const o = checkOptions(options, new Set(['dtype']), 'tensor');
+    const o = is.options(options, ['dtype'], 'tensor');
     const dtype = (o.dtype ?? (data instanceof Int32Array ? 'i32' : 'f32')) as D;
     return new Tensor<D>(this, this.handle.tensor(data, shape, dtype));
   }
@@ -120,7 +104,7 @@ export class Engine implements Disposable {
   }
 
   full<D extends DType = 'f32'>(shape: number[], value: number, options?: { dtype?: D }): Tensor<D> {
-    const o = checkOptions(options, new Set(['dtype']), 'full');
+    const o = is.options(options, ['dtype'], 'full');
     return new Tensor<D>(this, this.handle.full(shape, (o.dtype ?? 'f32') as D, value));
   }
 
@@ -130,8 +114,8 @@ export class Engine implements Disposable {
    * from Engine.create({ seed })).
    */
   randn<D extends FloatDType = 'f32'>(shape: number[], options?: { seed?: number; dtype?: D }): Tensor<D> {
-    const o = checkOptions(options, new Set(['seed', 'dtype']), 'randn');
-    const seed = o.seed === undefined ? undefined : checkSeed(o.seed, 'randn: seed');
+    const o = is.options(options, ['seed', 'dtype'], 'randn');
+    const seed = o.seed === undefined ? undefined : is.seed(o.seed, 'seed', 'randn');
     return new Tensor<D>(this, this.handle.randn(shape, (o.dtype ?? 'f32') as D, seed));
   }
 

@@ -26,13 +26,14 @@ export function isObject(value: unknown): value is Record<string, unknown> {
 
 /**
  * An options object (undefined → {}) whose keys are all in `known`: an unknown key, a typo, is
- * R1VError('ARGUMENT') naming it and listing the known ones.
+ * R1VError('ARGUMENT') naming it and listing the known ones. `noun` names what the keys are
+ * ('option', or 'field' for a record argument).
  */
-export function options<K extends string>(value: unknown, known: readonly K[], where: string): { [P in K]?: unknown } {
+export function options<K extends string>(value: unknown, known: readonly K[], where: string, noun = 'option'): { [P in K]?: unknown } {
   if (value === undefined) return {};
-  if (!isObject(value)) fail(where, `options must be an object, got ${show(value)}`);
+  if (!isObject(value)) fail(where, `${noun === 'option' ? 'options' : `${noun}s`} must be an object, got ${show(value)}`);
   for (const key of Object.keys(value)) {
-    if (!(known as readonly string[]).includes(key)) fail(where, `unknown option '${key}' (known: ${known.join(', ')})`);
+    if (!(known as readonly string[]).includes(key)) fail(where, `unknown ${noun} '${key}' (known: ${known.join(', ')})`);
   }
   return value as { [P in K]?: unknown };
 }

@@ -13,7 +13,7 @@ import { readFile } from 'node:fs/promises';
 import sharp from 'sharp';
 
 import { R1VError } from '../core/errors.js';
-import type { ModelConfig } from '../model/config.js';
+import * as is from '../core/validate.js';
 
 /** ImageNet statistics InternVL normalises with. */
 export const IMAGENET_MEAN = [0.485, 0.456, 0.406] as const;
@@ -29,6 +29,22 @@ export interface RawImage {
 
 /** What {@link ImageProcessor.process} accepts: a file path, encoded image bytes, or raw pixels. */
 export type ImageInput = string | Uint8Array | RawImage;
+
+/** How images are cut into tiles before the vision tower (InternVL dynamic resolution). */
+export interface ImageTilingConfig {
+  readonly imageSize: number;
+  readonly dynamicImageSize: boolean;
+  readonly minDynamicPatch: number;
+  readonly maxDynamicPatch: number;
+  /** Append a whole-image thumbnail tile when an image is cut into more than one tile. */
+  readonly useThumbnail: boolean;
+}
+
+/** What the image processor reads of a model config (a ModelConfig is one). */
+export interface ImageModelConfig {
+  readonly modelType: string;
+  readonly imageTiling?: ImageTilingConfig | undefined;
+}
 
 /** The tiling rule's parameters (a ModelConfig's imageTiling, possibly overridden). */
 export interface TilingOptions {
@@ -124,13 +140,10 @@ export class ImageProcessor {
    *
    * @throws R1VError('CONFIG') for a config without vision part; R1VError('ARGUMENT') for a bad override.
    */
-  static fromConfig(config: ModelConfig, overrides: ImageProcessorOptions = {}): ImageProcessor {
+  static fromConfig(config: ImageModelConfig, overrides: ImageProcessorOptions = {}): ImageProcessor {
     const t = config.imageTiling;
     if (!t) throw new R1VError('CONFIG', `ImageProcessor.fromConfig: a '${config.modelType}' config has no image tiling (no vision part)`);
-    const known = new Set(['imageSize', 'dynamic', 'minTiles', 'maxTiles', 'useThumbnail']);
-    for (const key of Object.keys(overrides)) {
-      if (!known.has(key)) throw new R1VError('ARGUMENT', `ImageProcessor.fromConfig: unknown option '${key}'`);
-    }
+    is.options(overrides, ['imageSize', 'dynamic', 'minTiles', 'maxTiles', 'useThumbnail'], 'ImageProcessor.fromConfig');
     const tiling: TilingOptions = {
       imageSize: positiveInt(overrides.imageSize ?? t.imageSize, 'imageSize'),
       dynamic: overrides.dynamic ?? t.dynamicImageSize,

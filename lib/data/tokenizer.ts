@@ -15,7 +15,6 @@ import { Template } from '@huggingface/jinja';
 import { Tokenizer as HFTokenizer } from '@huggingface/tokenizers';
 
 import { R1VError } from '../core/errors.js';
-import type { ModelConfig } from '../model/config.js';
 
 /** InternVL's image markers. */
 export const IMG_START_TOKEN = '<img>';
@@ -33,6 +32,12 @@ export interface AddedTokenSpec {
   special?: boolean;
 }
 
+/** What the tokenizer reads of a model config (a ModelConfig is one). */
+export interface TokenizerModelConfig {
+  readonly connector?: { readonly tokensPerTile: number } | undefined;
+  readonly imageContextTokenId?: number | undefined;
+}
+
 /** Options of {@link Tokenizer.load}. */
 export interface TokenizerLoadOptions {
   /**
@@ -46,7 +51,7 @@ export interface TokenizerLoadOptions {
    * applyChatTemplate, and its imageContextTokenId (when the config has one) must agree with
    * the tokenizer's `<IMG_CONTEXT>` id.
    */
-  modelConfig?: ModelConfig;
+  modelConfig?: TokenizerModelConfig;
 }
 
 /** One chat message part in the structured form. */
@@ -376,6 +381,15 @@ export class Tokenizer {
     }
     return options.tokenize ? this.encode(text, { addSpecialTokens: false }) : text;
   }
+}
+
+/** How many `<image>` placeholders the messages hold (string contents and `{ type: 'image' }` parts). */
+export function countImagePlaceholders(messages: readonly ChatMessage[]): number {
+  if (!Array.isArray(messages)) return 0;
+  return messages.reduce((n, m, i) => {
+    if (!isObject(m)) return n;
+    return n + flattenContent(m.content, `messages[${i}].content`).split(IMAGE_PLACEHOLDER).length - 1;
+  }, 0);
 }
 
 /** A message content as one string; structured image parts become `<image>` lines. */

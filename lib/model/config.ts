@@ -9,6 +9,9 @@
 // and ignored. Fields missing where Hugging Face has a default take that default; the fields the
 // shapes are built from are required.
 import { R1VError } from '../core/errors.js';
+import type { ImageTilingConfig } from '../data/image.js';
+
+export type { ImageTilingConfig } from '../data/image.js';
 
 /** InternViT: patch embedding + CLS + position embeddings, pre-norm bidirectional blocks. */
 export interface VisionConfig {
@@ -21,6 +24,10 @@ export interface VisionConfig {
   /** Side of the square input tile in pixels. */
   readonly imageSize: number;
   readonly patchSize: number;
+  /** Patches per tile side: imageSize / patchSize (even). */
+  readonly gridSize: number;
+  /** Patch tokens per tile: gridSize² (each tile's sequence in the tower is 1 CLS + numPatches). */
+  readonly numPatches: number;
   /** Input channels (3 for RGB). */
   readonly numChannels: number;
   readonly normType: 'layer_norm' | 'rms_norm';
@@ -44,16 +51,6 @@ export interface ConnectorConfig {
   readonly inputSize: number;
   /** Width of its output (the language model's hiddenSize). */
   readonly outputSize: number;
-}
-
-/** How images are cut into tiles before the vision tower (InternVL dynamic resolution). */
-export interface ImageTilingConfig {
-  readonly imageSize: number;
-  readonly dynamicImageSize: boolean;
-  readonly minDynamicPatch: number;
-  readonly maxDynamicPatch: number;
-  /** Append a whole-image thumbnail tile when an image is cut into more than one tile. */
-  readonly useThumbnail: boolean;
 }
 
 /** The Qwen2 decoder: GQA with RoPE and q/k/v biases, SwiGLU MLP, RMSNorm. */
@@ -323,7 +320,8 @@ function parseVision(obj: Json, path: string, issues: Issues): VisionConfig | un
     s.invalid('image_size', `/ patch_size (${f.imageSize}/${f.patchSize} = ${f.imageSize / f.patchSize}) must be even for the pixel shuffle`);
     ok = false;
   }
-  return ok ? { ...f, headDim: f.hiddenSize / f.numAttentionHeads } : undefined;
+  const gridSize = f.imageSize / f.patchSize;
+  return ok ? { ...f, headDim: f.hiddenSize / f.numAttentionHeads, gridSize, numPatches: gridSize * gridSize } : undefined;
 }
 
 /**
@@ -424,11 +422,10 @@ function parseInternVL(obj: Json, issues: Issues): Parsed {
 
   const parsed: Parsed = { modelType: 'internvl_chat', vision, language, imageContextTokenId, templateName };
   if (vision && language && downsampleRatio !== undefined && psVersion !== undefined) {
-    const grid = vision.imageSize / vision.patchSize;
     parsed.connector = {
       downsampleRatio,
       psVersion,
-      tokensPerTile: grid * grid * downsampleRatio * downsampleRatio,
+      tokensPerTile: vision.numPatches * downsampleRatio * downsampleRatio,
       inputSize: vision.hiddenSize / (downsampleRatio * downsampleRatio),
       outputSize: language.hiddenSize,
     };

@@ -1,6 +1,9 @@
-// The model's parameters: their Hugging Face names and shapes (derived from the config alone,
-// so a checkpoint can be checked against them before anything is read), how each is initialised,
-// and the device tensors that hold them with their gradients.
+// The model's parameters as typed groups (one per module: vision embeddings and layers, the
+// connector, the decoder layers, the final norm and the head), laid out once from the config.
+// The Hugging Face names live here and nowhere else: `modelLayout(config)` builds the groups
+// with ParameterSpec leaves (name, shape, part, kind), `parameterSpecs` lists them in checkpoint
+// order (vision, connector, language by layer), and `resolveGroups` swaps each spec for the
+// device Parameter of that name, so the model's code reaches weights by field, never by name.
 import { R1VError } from '../core/errors.js';
 import type { FloatDType, Tensor } from '../core/tensor.js';
 import type { ModelConfig } from './config.js';
@@ -49,88 +52,204 @@ export interface Parameter extends ParameterSpec {
   trainable: boolean;
 }
 
-/** Whether AdamW applies weight decay to a parameter of this kind. */
-export function decays(kind: ParameterKind): boolean {
-  return kind === 'weight' || kind === 'embedding';
+// ---- the groups; P is ParameterSpec in a layout, Parameter in a live model ----------------
+
+/** y = x·Wᵀ + b with W [out, in]. */
+export interface LinearGroup<P = Parameter> {
+  weight: P;
+  bias?: P | undefined;
 }
 
+/** LayerNorm (weight and bias) or RMSNorm (weight only) over the last dim. */
+export interface NormGroup<P = Parameter> {
+  weight: P;
+  bias?: P | undefined;
+  eps: number;
+}
+
+/** InternViT encoder layer. */
+export interface VisionLayerGroup<P = Parameter> {
+  norm1: NormGroup<P>;
+  qkv: LinearGroup<P>;
+  qNorm?: NormGroup<P> | undefined;
+  kNorm?: NormGroup<P> | undefined;
+  proj: LinearGroup<P>;
+  norm2: NormGroup<P>;
+  fc1: LinearGroup<P>;
+  fc2: LinearGroup<P>;
+  ls1: P;
+  ls2: P;
+}
+
+/** InternViT: patch embedding (a conv weight [C, channels, p, p]), CLS, position embeddings, layers. */
+export interface VisionGroup<P = Parameter> {
+  classEmbedding: P;
+  patchEmbedding: LinearGroup<P>;
+  positionEmbedding: P;
+  layers: VisionLayerGroup<P>[];
+}
+
+/** InternVL's mlp1: LayerNorm(4C) → Linear → GELU → Linear. */
+export interface ConnectorGroup<P = Parameter> {
+  norm: NormGroup<P>;
+  fc1: LinearGroup<P>;
+  fc2: LinearGroup<P>;
+}
+
+/** Qwen2 decoder layer. */
+export interface LanguageLayerGroup<P = Parameter> {
+  inputNorm: NormGroup<P>;
+  q: LinearGroup<P>;
+  k: LinearGroup<P>;
+  v: LinearGroup<P>;
+  o: LinearGroup<P>;
+  postNorm: NormGroup<P>;
+  gate: LinearGroup<P>;
+  up: LinearGroup<P>;
+  down: LinearGroup<P>;
+}
+
+/** Qwen2: token embeddings, layers, final RMSNorm, LM head (the embedding table itself when tied). */
+export interface LanguageGroup<P = Parameter> {
+  embedTokens: P;
+  layers: LanguageLayerGroup<P>[];
+  norm: NormGroup<P>;
+  head: P;
+}
+
+export interface ModelGroups<P = Parameter> {
+  vision?: VisionGroup<P> | undefined;
+  connector?: ConnectorGroup<P> | undefined;
+  language: LanguageGroup<P>;
+}
+
+/** mlp1.0 is a default nn.LayerNorm. */
+const CONNECTOR_LN_EPS = 1e-5;
+
 /** Name prefixes of the language model: inside an InternVL checkpoint, or a plain Qwen2 one. */
-export function languagePrefix(config: ModelConfig): string {
+function languagePrefix(config: ModelConfig): string {
   return config.modelType === 'internvl_chat' ? 'language_model.' : '';
 }
 
-/** Every parameter of the model, in a fixed order (vision, connector, language by layer). */
-export function parameterSpecs(config: ModelConfig): ParameterSpec[] {
-  const specs: ParameterSpec[] = [];
-  const add = (part: ModulePart, kind: ParameterKind, name: string, shape: number[]) => {
-    specs.push({ name, shape, part, kind });
-  };
+/** The parameter groups of a config, with specs as leaves, in checkpoint order. */
+export function modelLayout(config: ModelConfig): ModelGroups<ParameterSpec> {
+  const spec = (part: ModulePart, kind: ParameterKind, name: string, shape: number[]): ParameterSpec => ({ name, shape, part, kind });
+  const linear = (part: ModulePart, name: string, out: number, inp: number, bias: boolean): LinearGroup<ParameterSpec> => ({
+    weight: spec(part, 'weight', `${name}.weight`, [out, inp]),
+    ...(bias ? { bias: spec(part, 'bias', `${name}.bias`, [out]) } : {}),
+  });
+  const norm = (part: ModulePart, name: string, width: number, bias: boolean, eps: number): NormGroup<ParameterSpec> => ({
+    weight: spec(part, 'norm', `${name}.weight`, [width]),
+    ...(bias ? { bias: spec(part, 'bias', `${name}.bias`, [width]) } : {}),
+    eps,
+  });
+  let vision: VisionGroup<ParameterSpec> | undefined;
   const v = config.vision;
   if (v) {
-    const c = v.hiddenSize, p = v.patchSize;
-    const positions = (v.imageSize / p) ** 2 + 1;
-    const e = 'vision_model.embeddings.';
-    add('vision', 'embedding', `${e}class_embedding`, [1, 1, c]);
-    add('vision', 'weight', `${e}patch_embedding.weight`, [c, v.numChannels, p, p]);
-    add('vision', 'bias', `${e}patch_embedding.bias`, [c]);
-    add('vision', 'embedding', `${e}position_embedding`, [1, positions, c]);
-    const layerNorm = v.normType === 'layer_norm';
-    for (let i = 0; i < v.numHiddenLayers; i++) {
-      const l = `vision_model.encoder.layers.${i}.`;
-      add('vision', 'norm', `${l}norm1.weight`, [c]);
-      if (layerNorm) add('vision', 'bias', `${l}norm1.bias`, [c]);
-      add('vision', 'weight', `${l}attn.qkv.weight`, [3 * c, c]);
-      if (v.qkvBias) add('vision', 'bias', `${l}attn.qkv.bias`, [3 * c]);
-      if (v.qkNormalization) {
-        add('vision', 'norm', `${l}attn.q_norm.weight`, [c]);
-        add('vision', 'norm', `${l}attn.k_norm.weight`, [c]);
-      }
-      add('vision', 'weight', `${l}attn.proj.weight`, [c, c]);
-      add('vision', 'bias', `${l}attn.proj.bias`, [c]);
-      add('vision', 'norm', `${l}norm2.weight`, [c]);
-      if (layerNorm) add('vision', 'bias', `${l}norm2.bias`, [c]);
-      add('vision', 'weight', `${l}mlp.fc1.weight`, [v.intermediateSize, c]);
-      add('vision', 'bias', `${l}mlp.fc1.bias`, [v.intermediateSize]);
-      add('vision', 'weight', `${l}mlp.fc2.weight`, [c, v.intermediateSize]);
-      add('vision', 'bias', `${l}mlp.fc2.bias`, [c]);
-      add('vision', 'layerScale', `${l}ls1`, [c]);
-      add('vision', 'layerScale', `${l}ls2`, [c]);
-    }
+    const c = v.hiddenSize, p = v.patchSize, layerNorm = v.normType === 'layer_norm', eps = v.layerNormEps, e = 'vision_model.embeddings.';
+    vision = {
+      classEmbedding: spec('vision', 'embedding', `${e}class_embedding`, [1, 1, c]),
+      patchEmbedding: {
+        weight: spec('vision', 'weight', `${e}patch_embedding.weight`, [c, v.numChannels, p, p]),
+        bias: spec('vision', 'bias', `${e}patch_embedding.bias`, [c]),
+      },
+      positionEmbedding: spec('vision', 'embedding', `${e}position_embedding`, [1, v.numPatches + 1, c]),
+      layers: Array.from({ length: v.numHiddenLayers }, (_, i) => {
+        const l = `vision_model.encoder.layers.${i}.`;
+        return {
+          norm1: norm('vision', `${l}norm1`, c, layerNorm, eps),
+          qkv: linear('vision', `${l}attn.qkv`, 3 * c, c, v.qkvBias),
+          qNorm: v.qkNormalization ? norm('vision', `${l}attn.q_norm`, c, false, eps) : undefined,
+          kNorm: v.qkNormalization ? norm('vision', `${l}attn.k_norm`, c, false, eps) : undefined,
+          proj: linear('vision', `${l}attn.proj`, c, c, true),
+          norm2: norm('vision', `${l}norm2`, c, layerNorm, eps),
+          fc1: linear('vision', `${l}mlp.fc1`, v.intermediateSize, c, true),
+          fc2: linear('vision', `${l}mlp.fc2`, c, v.intermediateSize, true),
+          ls1: spec('vision', 'layerScale', `${l}ls1`, [c]),
+          ls2: spec('vision', 'layerScale', `${l}ls2`, [c]),
+        };
+      }),
+    };
   }
   const k = config.connector;
-  if (k) {
-    add('connector', 'norm', 'mlp1.0.weight', [k.inputSize]);
-    add('connector', 'bias', 'mlp1.0.bias', [k.inputSize]);
-    add('connector', 'weight', 'mlp1.1.weight', [k.outputSize, k.inputSize]);
-    add('connector', 'bias', 'mlp1.1.bias', [k.outputSize]);
-    add('connector', 'weight', 'mlp1.3.weight', [k.outputSize, k.outputSize]);
-    add('connector', 'bias', 'mlp1.3.bias', [k.outputSize]);
-  }
-  const lm = config.language, h = lm.hiddenSize, d = lm.headDim;
-  const m = `${languagePrefix(config)}model.`;
-  add('language', 'embedding', `${m}embed_tokens.weight`, [lm.vocabSize, h]);
-  for (let i = 0; i < lm.numHiddenLayers; i++) {
-    const l = `${m}layers.${i}.`;
-    add('language', 'norm', `${l}input_layernorm.weight`, [h]);
-    for (const [proj, heads] of [['q', lm.numAttentionHeads], ['k', lm.numKeyValueHeads], ['v', lm.numKeyValueHeads]] as const) {
-      add('language', 'weight', `${l}self_attn.${proj}_proj.weight`, [heads * d, h]);
-      add('language', 'bias', `${l}self_attn.${proj}_proj.bias`, [heads * d]);
-    }
-    add('language', 'weight', `${l}self_attn.o_proj.weight`, [h, lm.numAttentionHeads * d]);
-    add('language', 'norm', `${l}post_attention_layernorm.weight`, [h]);
-    add('language', 'weight', `${l}mlp.gate_proj.weight`, [lm.intermediateSize, h]);
-    add('language', 'weight', `${l}mlp.up_proj.weight`, [lm.intermediateSize, h]);
-    add('language', 'weight', `${l}mlp.down_proj.weight`, [h, lm.intermediateSize]);
-  }
-  add('language', 'norm', `${m}norm.weight`, [h]);
-  if (!lm.tieWordEmbeddings) add('language', 'weight', `${languagePrefix(config)}lm_head.weight`, [lm.vocabSize, h]);
-  return specs;
+  const connector = k && {
+    norm: norm('connector', 'mlp1.0', k.inputSize, true, CONNECTOR_LN_EPS),
+    fc1: linear('connector', 'mlp1.1', k.outputSize, k.inputSize, true),
+    fc2: linear('connector', 'mlp1.3', k.outputSize, k.outputSize, true),
+  };
+  const lm = config.language, h = lm.hiddenSize, d = lm.headDim, prefix = languagePrefix(config), m = `${prefix}model.`;
+  const embedTokens = spec('language', 'embedding', `${m}embed_tokens.weight`, [lm.vocabSize, h]);
+  const language: LanguageGroup<ParameterSpec> = {
+    embedTokens,
+    layers: Array.from({ length: lm.numHiddenLayers }, (_, i) => {
+      const l = `${m}layers.${i}.`;
+      return {
+        inputNorm: norm('language', `${l}input_layernorm`, h, false, lm.rmsNormEps),
+        q: linear('language', `${l}self_attn.q_proj`, lm.numAttentionHeads * d, h, true),
+        k: linear('language', `${l}self_attn.k_proj`, lm.numKeyValueHeads * d, h, true),
+        v: linear('language', `${l}self_attn.v_proj`, lm.numKeyValueHeads * d, h, true),
+        o: linear('language', `${l}self_attn.o_proj`, h, lm.numAttentionHeads * d, false),
+        postNorm: norm('language', `${l}post_attention_layernorm`, h, false, lm.rmsNormEps),
+        gate: linear('language', `${l}mlp.gate_proj`, lm.intermediateSize, h, false),
+        up: linear('language', `${l}mlp.up_proj`, lm.intermediateSize, h, false),
+        down: linear('language', `${l}mlp.down_proj`, h, lm.intermediateSize, false),
+      };
+    }),
+    norm: norm('language', `${m}norm`, h, false, lm.rmsNormEps),
+    head: lm.tieWordEmbeddings ? embedTokens : spec('language', 'weight', `${prefix}lm_head.weight`, [lm.vocabSize, h]),
+  };
+  return { vision, connector, language };
 }
 
-/** The LM head's weight: its own matrix, or the token embedding table when tied. */
-export function lmHeadName(config: ModelConfig): string {
-  const prefix = languagePrefix(config);
-  return config.language.tieWordEmbeddings ? `${prefix}model.embed_tokens.weight` : `${prefix}lm_head.weight`;
+function isSpec(x: unknown): x is ParameterSpec {
+  return typeof x === 'object' && x !== null && 'name' in x && 'shape' in x && 'kind' in x;
+}
+
+/** Every leaf of a group (or of any nesting of groups and arrays), in order, each once. */
+export function leavesOf<P extends ParameterSpec>(group: unknown): P[] {
+  const out: P[] = [];
+  const seen = new Set<unknown>();
+  const walk = (x: unknown): void => {
+    if (isSpec(x)) {
+      if (!seen.has(x)) out.push(x as P);
+      seen.add(x);
+    } else if (Array.isArray(x)) {
+      x.forEach(walk);
+    } else if (typeof x === 'object' && x !== null) {
+      Object.values(x).forEach(walk);
+    }
+  };
+  walk(group);
+  return out;
+}
+
+/**
+ * Names a checkpoint may hold beyond the parameters, to be skipped: the lm_head copy some
+ * exporters write for a model whose head is tied to the embedding table.
+ */
+export function redundantNames(config: ModelConfig): string[] {
+  return config.language.tieWordEmbeddings ? [`${languagePrefix(config)}lm_head.weight`] : [];
+}
+
+/** Every parameter of the model, in checkpoint order (a tied head is the embedding table, listed once). */
+export function parameterSpecs(config: ModelConfig): ParameterSpec[] {
+  return leavesOf(modelLayout(config));
+}
+
+/** The layout's groups with each spec replaced by the live parameter of its name. */
+export function resolveGroups(layout: ModelGroups<ParameterSpec>, byName: ReadonlyMap<string, Parameter>): ModelGroups {
+  const map = (x: unknown): unknown => {
+    if (isSpec(x)) return byName.get(x.name)!;
+    if (Array.isArray(x)) return x.map(map);
+    if (typeof x === 'object' && x !== null) return Object.fromEntries(Object.entries(x).map(([k, v]) => [k, map(v)]));
+    return x;
+  };
+  return map(layout) as ModelGroups;
+}
+
+/** Whether AdamW applies weight decay to a parameter of this kind. */
+export function decays(kind: ParameterKind): boolean {
+  return kind === 'weight' || kind === 'embedding';
 }
 
 /** Initial values of a randomly initialised parameter: constant, or normal with a standard deviation. */
@@ -157,6 +276,11 @@ export function initializerOf(spec: ParameterSpec, config: ModelConfig): Initial
 /** Product of a shape's dims. */
 export function numelOf(shape: readonly number[]): number {
   return shape.reduce((a, b) => a * b, 1);
+}
+
+/** Whether any of the parameters is trainable. */
+export function anyTrainable(group: unknown): boolean {
+  return leavesOf<Parameter>(group).some((p) => p.trainable);
 }
 
 /** Looks a parameter up by name; R1VError('ARGUMENT') listing a few names when unknown. */

@@ -3,7 +3,7 @@
 import { R1VError } from '../core/errors.js';
 import { native, type NativeAttentionOptions } from '../core/native.js';
 import type { Tensor, FloatDType } from '../core/tensor.js';
-import { checkOptions, tensorArg, wrap } from './common.js';
+import { optionsArg, tensorArg, wrap } from './common.js';
 
 export interface AttentionOptions {
   /**
@@ -50,10 +50,9 @@ export interface AttentionGradients<D extends FloatDType> {
   dv: Tensor<D>;
 }
 
-const KNOWN = ['causal', 'scale', 'cuSeqlensQ', 'cuSeqlensK', 'seqUsedK'] as const;
 
 function nativeOptions(options: AttentionOptions | undefined, fn: string): NativeAttentionOptions | undefined {
-  const o = checkOptions(options, KNOWN, fn);
+  const o = optionsArg(options, fn);
   if (o === undefined) return undefined;
   const offsets = (value: Int32Array | readonly number[] | undefined, name: string): Int32Array | undefined => {
     if (value === undefined || value instanceof Int32Array) return value;
@@ -65,9 +64,9 @@ function nativeOptions(options: AttentionOptions | undefined, fn: string): Nativ
     });
     return Int32Array.from(value);
   };
+  // Unknown keys pass through: the binding names them.
   return {
-    ...(o.causal !== undefined ? { causal: o.causal } : {}),
-    ...(o.scale !== undefined ? { scale: o.scale } : {}),
+    ...o as NativeAttentionOptions,
     ...(o.cuSeqlensQ !== undefined ? { cuSeqlensQ: offsets(o.cuSeqlensQ, 'cuSeqlensQ') } : {}),
     ...(o.cuSeqlensK !== undefined ? { cuSeqlensK: offsets(o.cuSeqlensK, 'cuSeqlensK') } : {}),
     ...(o.seqUsedK !== undefined ? { seqUsedK: offsets(o.seqUsedK, 'seqUsedK') } : {}),

@@ -2,7 +2,8 @@
 import { R1VError } from '../core/errors.js';
 import { native, type NativeConnectorParams } from '../core/native.js';
 import type { FloatDType, Tensor } from '../core/tensor.js';
-import { checkOptions, tensorArg, wrap } from './common.js';
+import * as is from '../core/validate.js';
+import { optionsArg, tensorArg, wrap } from './common.js';
 
 /**
  * The projector's weights, all of the dtype of x. Linear weights use PyTorch's layout
@@ -43,12 +44,7 @@ const PARAM_KEYS = ['lnWeight', 'lnBias', 'w1', 'b1', 'w2', 'b2'] as const;
 
 function paramsArg(p: unknown, fn: string): NativeConnectorParams {
   if (p === null || typeof p !== 'object' || Array.isArray(p)) throw new R1VError('ARGUMENT', `${fn}: p must be an object`);
-  const fields = p as Record<string, unknown>;
-  for (const key of Object.keys(fields)) {
-    if (!(PARAM_KEYS as readonly string[]).includes(key)) {
-      throw new R1VError('ARGUMENT', `${fn}: p has an unknown field '${key}' (known: ${PARAM_KEYS.join(', ')})`);
-    }
-  }
+  const fields = is.options(p, PARAM_KEYS, `${fn}: p`, 'field');
   const handle = (key: (typeof PARAM_KEYS)[number]) => tensorArg<Tensor>(fields[key], `${fn}: p.${key}`).handle;
   return {
     lnWeight: handle('lnWeight'), lnBias: handle('lnBias'), w1: handle('w1'),
@@ -65,7 +61,7 @@ function paramsArg(p: unknown, fn: string): NativeConnectorParams {
  */
 export function connector<D extends FloatDType>(x: Tensor<D>, p: ConnectorParams<D>, options?: ConnectorOptions): Tensor<D> {
   const tx = tensorArg<Tensor<D>>(x, 'connector: x');
-  const o = checkOptions(options, ['eps'], 'connector');
+  const o = optionsArg(options, 'connector');
   return wrap(tx, native().connector(tx.handle, paramsArg(p, 'connector'), o));
 }
 
@@ -79,7 +75,7 @@ export function connectorBackward<D extends FloatDType>(
   const tx = tensorArg<Tensor<D>>(x, 'connectorBackward: x');
   const np = paramsArg(p, 'connectorBackward');
   const tdy = tensorArg<Tensor<D>>(dY, 'connectorBackward: dY');
-  const o = checkOptions(options, ['eps'], 'connectorBackward');
+  const o = optionsArg(options, 'connectorBackward');
   const r = native().connectorBackward(tx.handle, np, tdy.handle, o);
   return {
     dx: wrap(tx, r.dx), dLnWeight: wrap(tx, r.dLnWeight), dLnBias: wrap(tx, r.dLnBias),

@@ -2,7 +2,7 @@
 // the SwiGLU and GELU activations and the token embedding lookup. CPU: f32; CUDA: f32, bf16, f16 (f32 math).
 import { native } from '../core/native.js';
 import type { FloatDType, Tensor } from '../core/tensor.js';
-import { checkOptions, tensorArg, wrap } from './common.js';
+import { optionsArg, tensorArg, wrap } from './common.js';
 
 export interface RopeOptions {
   /**
@@ -18,11 +18,10 @@ export interface SwigluGradients<D extends FloatDType> {
   dUp: Tensor<D>;
 }
 
-const ROPE_OPTIONS = ['theta'] as const;
 
 function ropeOptions(options: RopeOptions, fn: string): RopeOptions {
-  // checkOptions passes undefined through; the native side then reports the missing theta.
-  return checkOptions(options, ROPE_OPTIONS, fn) as RopeOptions;
+  // optionsArg passes undefined through; the native side then reports the missing theta.
+  return optionsArg(options, fn) as RopeOptions;
 }
 
 /**

@@ -1,7 +1,7 @@
 // matmul: op(a)·op(b) with an optional bias + activation epilogue.
 import { native } from '../core/native.js';
 import { Tensor, type FloatDType } from '../core/tensor.js';
-import { checkOptions, optionalTensorArg, tensorArg } from './common.js';
+import { optionsArg, optionalTensorArg, tensorArg } from './common.js';
 
 /** Elementwise activation applied after the bias. */
 export type MatmulActivation = 'none' | 'gelu' | 'silu';
@@ -20,7 +20,6 @@ export interface MatmulOptions<D extends FloatDType = FloatDType> {
   activation?: MatmulActivation;
 }
 
-const KNOWN = ['transA', 'transB', 'bias', 'activation'] as const;
 
 /**
  * act(op(a) · op(b) + bias). 2-D [M,K]·[K,N] → [M,N]; batched 3-D [B,M,K]·[B,K,N] → [B,M,N],
@@ -31,13 +30,10 @@ const KNOWN = ['transA', 'transB', 'bias', 'activation'] as const;
 export function matmul<D extends FloatDType>(a: Tensor<D>, b: Tensor<D>, options?: MatmulOptions<D>): Tensor<D> {
   const ta = tensorArg<Tensor<D>>(a, 'matmul: a');
   const tb = tensorArg<Tensor<D>>(b, 'matmul: b');
-  const o = checkOptions(options, KNOWN, 'matmul');
+  const o = optionsArg(options, 'matmul');
   const bias = optionalTensorArg<Tensor<D>>(o?.bias, 'matmul: bias');
-  const nativeOptions = o && {
-    ...(o.transA !== undefined ? { transA: o.transA } : {}),
-    ...(o.transB !== undefined ? { transB: o.transB } : {}),
-    ...(bias ? { bias: bias.handle } : {}),
-    ...(o.activation !== undefined ? { activation: o.activation } : {}),
-  };
+  // Unknown keys pass through: the binding names them.
+  const nativeOptions = o && { ...o, bias: bias?.handle };
+  if (nativeOptions && !bias) delete nativeOptions.bias;
   return new Tensor<D>(ta.engine, native().matmul(ta.handle, tb.handle, nativeOptions));
 }

@@ -1,7 +1,7 @@
 // rmsNorm / layerNorm over the last dimension, and their backward passes.
 import { native } from '../core/native.js';
 import type { FloatDType, Tensor } from '../core/tensor.js';
-import { checkOptions, tensorArg, wrap } from './common.js';
+import { optionsArg, tensorArg, wrap } from './common.js';
 
 export interface RmsNormOptions {
   /** Added to mean(x²) before the square root; positive and finite as f32. Default 1e-6 (Qwen2). */
@@ -25,7 +25,7 @@ export function rmsNorm<D extends FloatDType>(
 ): { y: Tensor<D>; rstd: Tensor<'f32'> } {
   const tx = tensorArg<Tensor<D>>(x, 'rmsNorm: x');
   const tw = tensorArg<Tensor<D>>(weight, 'rmsNorm: weight');
-  const o = checkOptions(options, ['eps'], 'rmsNorm');
+  const o = optionsArg(options, 'rmsNorm');
   const r = native().rmsNorm(tx.handle, tw.handle, o);
   return { y: wrap(tx, r.y), rstd: wrap(tx, r.rstd) };
 }
@@ -59,7 +59,7 @@ export function layerNorm<D extends FloatDType>(
   const tx = tensorArg<Tensor<D>>(x, 'layerNorm: x');
   const tw = tensorArg<Tensor<D>>(weight, 'layerNorm: weight');
   const tb = tensorArg<Tensor<D>>(bias, 'layerNorm: bias');
-  const o = checkOptions(options, ['eps'], 'layerNorm');
+  const o = optionsArg(options, 'layerNorm');
   const r = native().layerNorm(tx.handle, tw.handle, tb.handle, o);
   return { y: wrap(tx, r.y), mean: wrap(tx, r.mean), rstd: wrap(tx, r.rstd) };
 }

@@ -3,7 +3,7 @@
 import { R1VError } from '../core/errors.js';
 import { native, type NativeAdamWGroup } from '../core/native.js';
 import { Tensor, type FloatDType } from '../core/tensor.js';
-import { checkOptions, tensorArg, wrap } from './common.js';
+import { optionsArg, tensorArg, wrap } from './common.js';
 
 /** One parameter tensor and its AdamW state. adamwStep updates param, m, v and master in place. */
 export interface AdamWGroup {
@@ -43,8 +43,6 @@ export interface AdamWStepOptions {
   gradScale?: number | Tensor<'f32'>;
 }
 
-const ADAMW_OPTIONS = ['lr', 'step', 'beta1', 'beta2', 'eps', 'weightDecay', 'gradScale'] as const;
-const GROUP_KEYS = ['param', 'grad', 'm', 'v', 'master', 'weightDecay'] as const;
 
 /**
  * Σ over every element of every tensor of x², as f32 [1]: the squared global gradient norm
@@ -74,13 +72,14 @@ export function sumOfSquares(tensors: readonly Tensor<FloatDType>[]): Tensor<'f3
 export function adamwStep(groups: readonly AdamWGroup[], options: AdamWStepOptions): void {
   const fn = 'adamwStep';
   if (!Array.isArray(groups)) throw new R1VError('ARGUMENT', `${fn}: groups must be an array`);
-  const o = checkOptions(options, ADAMW_OPTIONS, fn);
+  const o = optionsArg(options, fn);
   if (o === undefined) throw new R1VError('ARGUMENT', `${fn}: options { lr, step, ... } are required`);
   const nativeGroups: NativeAdamWGroup[] = groups.map((g, i) => {
     const at = `${fn}: groups[${i}]`;
     if (g === null || typeof g !== 'object') throw new R1VError('ARGUMENT', `${at} must be an object { param, grad, m, v, master? }`);
-    checkOptions(g, GROUP_KEYS, at);
+    // Unknown keys pass through: the binding names them.
     return {
+      ...g as object,
       param: tensorArg(g.param, `${at}.param`).handle,
       grad: tensorArg(g.grad, `${at}.grad`).handle,
       m: tensorArg(g.m, `${at}.m`).handle,

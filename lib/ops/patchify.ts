@@ -1,7 +1,7 @@
 // patchify / unpatchify: the data movement that makes a ViT patch embedding a GEMM.
 import { native } from '../core/native.js';
 import type { FloatDType, Tensor } from '../core/tensor.js';
-import { checkOptions, tensorArg, wrap } from './common.js';
+import { optionsArg, tensorArg, wrap } from './common.js';
 
 export interface PatchifyOptions {
   /** Side p of the square patches (the Conv2d kernel size and stride); an integer ≥ 1 that divides H and W. */
@@ -29,7 +29,7 @@ export interface UnpatchifyOptions extends PatchifyOptions {
  */
 export function patchify<D extends FloatDType>(pixels: Tensor<D>, options: PatchifyOptions): Tensor<D> {
   const t = tensorArg<Tensor<D>>(pixels, 'patchify: pixels');
-  const o = checkOptions(options, ['patch'], 'patchify');
+  const o = optionsArg(options, 'patchify');
   return wrap(t, native().patchify(t.handle, o as PatchifyOptions));
 }
 
@@ -39,6 +39,6 @@ export function patchify<D extends FloatDType>(pixels: Tensor<D>, options: Patch
  */
 export function unpatchify<D extends FloatDType>(patches: Tensor<D>, options: UnpatchifyOptions): Tensor<D> {
   const t = tensorArg<Tensor<D>>(patches, 'unpatchify: patches');
-  const o = checkOptions(options, ['channels', 'height', 'width', 'patch'], 'unpatchify');
+  const o = optionsArg(options, 'unpatchify');
   return wrap(t, native().unpatchify(t.handle, o as UnpatchifyOptions));
 }

@@ -2,7 +2,7 @@
 // and banned tokens, reproducible per (seed, offset).
 import { native } from '../core/native.js';
 import type { FloatDType, Tensor } from '../core/tensor.js';
-import { checkOptions, tensorArg, wrap } from './common.js';
+import { optionsArg, tensorArg, wrap } from './common.js';
 
 export interface SampleTokensOptions {
   /**
@@ -51,7 +51,6 @@ export interface SampledTokens {
   entropy: Tensor<'f32'>;
 }
 
-const SAMPLE_OPTIONS = ['seeds', 'offsets', 'temperature', 'topK', 'topP', 'bannedTokenIds'] as const;
 
 /**
  * Draws one token per row of logits [N, V] (CPU: f32; CUDA: f32, bf16, f16): p = softmax(logits / T)
@@ -62,7 +61,7 @@ const SAMPLE_OPTIONS = ['seeds', 'offsets', 'temperature', 'topK', 'topP', 'bann
  */
 export function sampleTokens(logits: Tensor<FloatDType>, options: SampleTokensOptions): SampledTokens {
   const tl = tensorArg<Tensor<FloatDType>>(logits, 'sampleTokens: logits');
-  const o = checkOptions(options, SAMPLE_OPTIONS, 'sampleTokens');
+  const o = optionsArg(options, 'sampleTokens');
   const r = native().sampleTokens(tl.handle, o as SampleTokensOptions);
   return { tokens: wrap(tl, r.tokens), logprobs: wrap(tl, r.logprobs), entropy: wrap(tl, r.entropy) };
 }

@@ -2,7 +2,7 @@
 // entropy — and their backward from per-token coefficients, plain and fused with the LM head.
 import { native } from '../core/native.js';
 import type { FloatDType, Tensor } from '../core/tensor.js';
-import { checkOptions, tensorArg, wrap } from './common.js';
+import { optionsArg, tensorArg, wrap } from './common.js';
 
 export interface TokenStatsOptions {
   /** Softmax temperature T: the statistics are of softmax(logits / T). Finite and > 0; default 1. */
@@ -34,8 +34,6 @@ export interface LinearTokenStatsGradients<D extends FloatDType> {
   dWeight: Tensor<D>;
 }
 
-const TOKEN_STATS_OPTIONS = ['temperature'] as const;
-const LINEAR_OPTIONS = ['temperature', 'chunk'] as const;
 
 /**
  * log p[target] and entropy −Σ p log p of softmax(logits / temperature), per row, computed in f32
@@ -47,7 +45,7 @@ const LINEAR_OPTIONS = ['temperature', 'chunk'] as const;
 export function tokenStats(logits: Tensor<FloatDType>, targets: Tensor<'i32'>, options?: TokenStatsOptions): TokenStats {
   const tl = tensorArg<Tensor<FloatDType>>(logits, 'tokenStats: logits');
   const tt = tensorArg<Tensor<'i32'>>(targets, 'tokenStats: targets');
-  const o = checkOptions(options, TOKEN_STATS_OPTIONS, 'tokenStats');
+  const o = optionsArg(options, 'tokenStats');
   const r = native().tokenStats(tl.handle, tt.handle, o);
   return { logprobs: wrap(tl, r.logprobs), entropy: wrap(tl, r.entropy) };
 }
@@ -66,7 +64,7 @@ export function tokenStatsBackward<D extends FloatDType>(
   const tt = tensorArg<Tensor<'i32'>>(targets, 'tokenStatsBackward: targets');
   const tdl = tensorArg<Tensor<'f32'>>(dLogprobs, 'tokenStatsBackward: dLogprobs');
   const tde = tensorArg<Tensor<'f32'>>(dEntropy, 'tokenStatsBackward: dEntropy');
-  const o = checkOptions(options, TOKEN_STATS_OPTIONS, 'tokenStatsBackward');
+  const o = optionsArg(options, 'tokenStatsBackward');
   return wrap(tl, native().tokenStatsBackward(tl.handle, tt.handle, tdl.handle, tde.handle, o));
 }
 
@@ -82,7 +80,7 @@ export function linearTokenStats(
   const th = tensorArg<Tensor<FloatDType>>(hidden, 'linearTokenStats: hidden');
   const tw = tensorArg<Tensor<FloatDType>>(weight, 'linearTokenStats: weight');
   const tt = tensorArg<Tensor<'i32'>>(targets, 'linearTokenStats: targets');
-  const o = checkOptions(options, LINEAR_OPTIONS, 'linearTokenStats');
+  const o = optionsArg(options, 'linearTokenStats');
   const r = native().linearTokenStats(th.handle, tw.handle, tt.handle, o);
   return { logprobs: wrap(th, r.logprobs), entropy: wrap(th, r.entropy) };
 }
@@ -102,7 +100,7 @@ export function linearTokenStatsBackward<D extends FloatDType>(
   const tt = tensorArg<Tensor<'i32'>>(targets, `${fn}: targets`);
   const tdl = tensorArg<Tensor<'f32'>>(dLogprobs, `${fn}: dLogprobs`);
   const tde = tensorArg<Tensor<'f32'>>(dEntropy, `${fn}: dEntropy`);
-  const o = checkOptions(options, LINEAR_OPTIONS, fn);
+  const o = optionsArg(options, fn);
   const g = native().linearTokenStatsBackward(th.handle, tw.handle, tt.handle, tdl.handle, tde.handle, o);
   return { dHidden: wrap(th, g.dHidden), dWeight: wrap(th, g.dWeight) };
 }

@@ -6,6 +6,7 @@ import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 
 import { R1VError } from '../core/errors.js';
+import * as is from '../core/validate.js';
 import * as ops from '../ops/index.js';
 import { SafetensorsFile, writeSafetensors, type SafetensorsWriteTensor } from '../io/safetensors.js';
 import type { Tensor } from '../core/tensor.js';
@@ -55,18 +56,15 @@ export class AdamW {
 
   constructor(model: VisionLanguageModel, options: AdamWOptions = {}) {
     const fn = 'AdamW';
-    if (typeof options !== 'object' || options === null) throw new R1VError('ARGUMENT', `${fn}: options must be an object`);
-    for (const k of Object.keys(options)) {
-      if (!['lr', 'betas', 'eps', 'weightDecay'].includes(k)) throw new R1VError('ARGUMENT', `${fn}: unknown option '${k}' (lr, betas, eps, weightDecay)`);
+    const o = is.options(options, ['lr', 'betas', 'eps', 'weightDecay'] as const, fn);
+    const lr = is.optionalNumber(o.lr, 'lr', fn, 1e-5, { min: 0 });
+    const betas = o.betas ?? [0.9, 0.999];
+    if (!Array.isArray(betas) || betas.length !== 2 || !betas.every((b) => is.isNumber(b, { min: 0, below: 1 }))) {
+      is.fail(fn, `betas must be two numbers in [0, 1), got ${JSON.stringify(o.betas)}`);
     }
-    const lr = options.lr ?? 1e-5, [b1, b2] = options.betas ?? [0.9, 0.999], eps = options.eps ?? 1e-8, wd = options.weightDecay ?? 0.01;
-    const check = (ok: boolean, what: string) => {
-      if (!ok) throw new R1VError('ARGUMENT', `${fn}: ${what}`);
-    };
-    check(Number.isFinite(lr) && lr >= 0, `lr must be finite and ≥ 0, got ${lr}`);
-    check(Array.isArray(options.betas ?? []) && [b1, b2].every((b) => Number.isFinite(b) && b >= 0 && b < 1), `betas must be two numbers in [0, 1), got ${JSON.stringify(options.betas)}`);
-    check(Number.isFinite(eps) && eps > 0, `eps must be finite and > 0, got ${eps}`);
-    check(Number.isFinite(wd) && wd >= 0, `weightDecay must be finite and ≥ 0, got ${wd}`);
+    const [b1, b2] = betas as [number, number];
+    const eps = is.optionalNumber(o.eps, 'eps', fn, 1e-8, { above: 0 });
+    const wd = is.optionalNumber(o.weightDecay, 'weightDecay', fn, 0.01, { min: 0 });
     this.model = model;
     this.lr = lr;
     this.beta1 = b1;
@@ -83,11 +81,9 @@ export class AdamW {
    */
   async step(options: StepOptions = {}): Promise<StepResult> {
     const fn = 'AdamW.step';
-    if (typeof options !== 'object' || options === null) throw new R1VError('ARGUMENT', `${fn}: options must be an object`);
-    for (const k of Object.keys(options)) if (k !== 'maxGradNorm') throw new R1VError('ARGUMENT', `${fn}: unknown option '${k}' (maxGradNorm)`);
-    const max = options.maxGradNorm;
-    if (max !== undefined && !(Number.isFinite(max) && max > 0)) throw new R1VError('ARGUMENT', `${fn}: maxGradNorm must be finite and > 0, got ${max}`);
-    if (!(Number.isFinite(this.lr) && this.lr >= 0)) throw new R1VError('ARGUMENT', `${fn}: lr must be finite and ≥ 0, got ${this.lr}`);
+    const o = is.options(options, ['maxGradNorm'] as const, fn);
+    const max = o.maxGradNorm === undefined ? undefined : is.number(o.maxGradNorm, 'maxGradNorm', fn, { above: 0 });
+    is.number(this.lr, 'lr', fn, { min: 0 });
     const params = this.model.parameterStates().filter((p) => p.trainable && p.grad);
     if (params.length === 0) return { gradNorm: 0, updated: 0 };
     const squares = ops.sumOfSquares(params.map((p) => p.grad!));
