@@ -17,8 +17,10 @@ export interface ExpectedTensor {
 }
 
 export interface LoadTensorsOptions {
-  /** Names the checkpoint may hold beyond `expected`; skipped with a warning. */
-  redundant?: readonly string[];
+  /** Names the checkpoint may hold beyond `expected`, each with why it is skipped (a warning says so). */
+  redundant?: ReadonlyMap<string, string>;
+  /** Expected names the checkpoint may lack (the caller initialises them). */
+  optional?: ReadonlySet<string>;
   /** Receives warnings. */
   warn: (message: string) => void;
   /** Prefix of error messages. */
@@ -38,20 +40,24 @@ export async function readConfigJson(dir: string, fn: string): Promise<unknown> 
 /**
  * Reads every expected tensor of the checkpoint in dir as f32 (f32, bf16, f16 or f64 on disk),
  * one at a time, handing each to `take` in `expected` order. Missing, unexpected or wrong-shaped
- * tensors fail with one R1VError('IO') listing them all, before any data is read.
+ * tensors fail with one R1VError('IO') listing them all, before any data is read. Returns the
+ * optional names the checkpoint lacked.
  */
 export async function loadTensors(dir: string, expected: readonly ExpectedTensor[], options: LoadTensorsOptions,
-  take: (name: string, data: Float32Array) => void): Promise<void> {
+  take: (name: string, data: Float32Array) => void): Promise<string[]> {
   const { fn, warn } = options;
   await using checkpoint = await openCheckpoint(dir);
   const wanted = new Map(expected.map((s) => [s.name, s]));
-  const redundant = new Set(options.redundant ?? []);
+  const redundant = options.redundant ?? new Map<string, string>();
+  const optional = options.optional ?? new Set<string>();
+  const absent: string[] = [];
   const names = new Set(checkpoint.names());
   const problems: string[] = [];
   const ignored: string[] = [];
   for (const spec of expected) {
     if (!names.has(spec.name)) {
-      problems.push(`missing ${spec.name} ${JSON.stringify(spec.shape)}`);
+      if (optional.has(spec.name)) absent.push(spec.name);
+      else problems.push(`missing ${spec.name} ${JSON.stringify(spec.shape)}`);
       continue;
     }
     const entry = checkpoint.entry(spec.name);
@@ -69,8 +75,9 @@ export async function loadTensors(dir: string, expected: readonly ExpectedTensor
   if (problems.length > 0) {
     throw new R1VError('IO', `${fn}(${dir}): the checkpoint does not match its config (${problems.length} problems):\n  ${problems.join('\n  ')}`);
   }
-  for (const name of ignored) warn(`${fn}(${dir}): ignoring ${name} (the embeddings are tied)`);
-  for (const spec of expected) take(spec.name, toFloat32(await checkpoint.readTensor(spec.name)));
+  for (const name of ignored) warn(`${fn}(${dir}): ignoring ${name} (${redundant.get(name)})`);
+  for (const spec of expected) if (names.has(spec.name)) take(spec.name, toFloat32(await checkpoint.readTensor(spec.name)));
+  return absent;
 }
 
 /** Writes config.json (pretty JSON) and the weights into dir. */

@@ -43,7 +43,7 @@ export function backwardPlan(groups: ModelGroups, images: boolean, grad: boolean
   const vision = stackPlan(v?.layers ?? [], visionEmbeddings, images);
   const connector = vision.after || (images && anyTrainable(groups.connector));
   const language = stackPlan(lm.layers, connector || lm.embedTokens.trainable, true);
-  const any = language.after || anyTrainable([lm.norm, lm.head]);
+  const any = language.after || anyTrainable([lm.norm, lm.head, groups.valueHead]);
   return {
     any, languageDx: language.dx, languageLayer: language.runs, connector, visionDx: vision.dx, visionLayer: vision.runs, visionEmbeddings,
   };

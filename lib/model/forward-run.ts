@@ -12,7 +12,7 @@ import type { Batch } from '../data/batch.js';
 import * as ops from '../ops/index.js';
 import { backwardPlan, type BackwardPlan } from './backward-plan.js';
 import type { BatchPlan } from './batch-plan.js';
-import { accumulateGrad, disposeAll, disposeNorm, norm, normBackward, type NormResult } from './blocks.js';
+import { accumulateGrad, addConsuming, disposeAll, disposeNorm, linear, linearBackward, norm, normBackward, type NormResult } from './blocks.js';
 import type { ModelConfig } from './config.js';
 import type { LanguageLayer, LanguageLayerSaved, TokenRows } from './decoder.js';
 import type { ConnectorGroup, FTensor, ModelGroups } from './parameters.js';
@@ -42,8 +42,23 @@ function connectorGradients(g: ConnectorGroup, d: ops.ConnectorGradients): Array
   return [[g.norm.weight, d.dLnWeight], [g.norm.bias!, d.dLnBias], [g.fc1.weight, d.dW1], [g.fc1.bias!, d.dB1], [g.fc2.weight, d.dW2], [g.fc2.bias!, d.dB2]];
 }
 
+/** How a run computes. */
+export interface RunOptions {
+  /** Statistics of softmax(logits / temperature). */
+  temperature: number;
+  /** Keep what backward needs. */
+  grad: boolean;
+  /** Compute logprobs and entropy through the LM head (a critic that needs values only does not). */
+  tokenStats: boolean;
+}
+
 export class ForwardRun {
   stats: { logprobs: Tensor<'f32'>; entropy: Tensor<'f32'> } | undefined;
+  /** The value head's output [N] (a model with one). */
+  values: FTensor | undefined;
+  readonly temperature: number;
+  readonly grad: boolean;
+  readonly tokenStats: boolean;
   readonly needs: BackwardPlan;
   readonly #fence: Fence;
   readonly #owned: Tensor[] = [];
@@ -63,10 +78,12 @@ export class ForwardRun {
     readonly model: ModelParts,
     readonly plan: BatchPlan,
     readonly batch: Batch,
-    readonly temperature: number,
-    readonly grad: boolean,
+    options: RunOptions,
   ) {
-    this.needs = backwardPlan(model.groups, plan.tiles > 0, grad);
+    this.temperature = options.temperature;
+    this.grad = options.grad;
+    this.tokenStats = options.tokenStats;
+    this.needs = backwardPlan(model.groups, plan.tiles > 0, options.grad);
     this.#fence = new Fence(model.engine);
   }
 
@@ -124,7 +141,13 @@ export class ForwardRun {
     this.#scoredRows = this.#indices(this.plan.scored);
     this.#scoredTargets = this.#indices(this.plan.scoredTargets);
     const hidden = ops.gatherRows(n.y, this.#scoredRows);
-    this.stats = ops.linearTokenStats(hidden, lm.head.value, this.#scoredTargets, { temperature: this.temperature });
+    if (this.tokenStats) this.stats = ops.linearTokenStats(hidden, lm.head.value, this.#scoredTargets, { temperature: this.temperature });
+    const vh = m.groups.valueHead;
+    if (vh) {
+      const v = linear(hidden, vh);
+      this.values = ops.reshape(v, [this.plan.scored.length]);
+      v.dispose();
+    }
     if (needs.any) {
       this.#head = { x, n, hidden };
     } else {
@@ -133,23 +156,45 @@ export class ForwardRun {
     }
   }
 
-  async backward(dLogprobs: Float32Array, dEntropy: Float32Array): Promise<void> {
+  /** Frees the readback outputs (statistics, values) once the caller has read them. */
+  releaseOutputs(): void {
+    disposeAll([this.stats?.logprobs, this.stats?.entropy, this.values]);
+    this.stats = undefined;
+    this.values = undefined;
+  }
+
+  /** Gradients from the per-token coefficients (each [N] or absent: zero). */
+  async backward(d: { dLogprobs?: Float32Array | undefined; dEntropy?: Float32Array | undefined; dValues?: Float32Array | undefined }): Promise<void> {
     const m = this.model, e = m.engine, plan = this.plan, needs = this.needs, lm = m.groups.language;
     if (!needs.any) return;
     const head = this.#head!;
     this.#head = undefined;
-    const dl = e.tensor(dLogprobs, [dLogprobs.length]), de = e.tensor(dEntropy, [dEntropy.length]);
-    const g = ops.linearTokenStatsBackward(head.hidden, lm.head.value, this.#scoredTargets!, dl, de, { temperature: this.temperature });
-    disposeAll([dl, de, head.hidden]);
-    accumulateGrad(lm.head, g.dWeight);
+    const n = plan.scored.length;
+    const coefficients = (values: Float32Array | undefined) => e.tensor(values ?? new Float32Array(n), [n]);
+    let dHidden: FTensor | undefined;
+    if (this.tokenStats) {
+      const dl = coefficients(d.dLogprobs), de = coefficients(d.dEntropy);
+      const g = ops.linearTokenStatsBackward(head.hidden, lm.head.value, this.#scoredTargets!, dl, de, { temperature: this.temperature });
+      disposeAll([dl, de]);
+      accumulateGrad(lm.head, g.dWeight);
+      dHidden = g.dHidden;
+    }
+    const vh = m.groups.valueHead;
+    if (vh) {
+      const dv = e.tensor(d.dValues ?? new Float32Array(n), [n, 1], { dtype: m.dtype });
+      const dFromValue = linearBackward(head.hidden, vh, dv, true)!;
+      dv.dispose();
+      dHidden = dHidden ? addConsuming(dHidden, dFromValue) : dFromValue;
+    }
+    head.hidden.dispose();
     const needDx = needs.languageDx[m.languageLayers.length]!;
     let dx: FTensor | undefined;
-    if (needDx || lm.norm.weight.trainable) {
-      const dNormed = ops.scatterAddRows(g.dHidden, this.#scoredRows!, plan.tokens);
+    if (dHidden && (needDx || lm.norm.weight.trainable)) {
+      const dNormed = ops.scatterAddRows(dHidden, this.#scoredRows!, plan.tokens);
       dx = normBackward(head.x, lm.norm, head.n, dNormed, needDx);
       dNormed.dispose();
     }
-    g.dHidden.dispose();
+    dHidden?.dispose();
     head.x.dispose();
     disposeNorm(head.n);
     if (dx) dx = await this.#languageStack!.backward(dx, needs.languageDx);
@@ -196,7 +241,8 @@ export class ForwardRun {
     this.#visionStack?.dispose();
     this.#languageStack?.dispose();
     this.#visionRows?.dispose();
-    disposeAll([...this.#owned, this.#patches, this.#features, this.#head?.x, this.#head?.hidden, this.stats?.logprobs, this.stats?.entropy]);
+    disposeAll([...this.#owned, this.#patches, this.#features, this.#head?.x, this.#head?.hidden]);
+    this.releaseOutputs();
     disposeNorm(this.#head?.n);
     this.#owned.length = 0;
     this.#head = undefined;

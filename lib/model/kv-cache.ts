@@ -76,7 +76,7 @@ export async function prefill(m: ModelParts, imageContextTokenId: number | undef
     }
     last.push(start + length - 1);
   }
-  const run = new ForwardRun(m, plan, batch, 1, false);
+  const run = new ForwardRun(m, plan, batch, { temperature: 1, grad: false, tokenStats: false });
   const fence = new Fence(m.engine);
   const index = (values: number[]) => m.engine.tensor<'i32'>(Int32Array.from(values), [values.length]);
   const srcRows = index(src), dstRows = index(dst), lastRows = index(last);

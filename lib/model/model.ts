@@ -33,6 +33,11 @@ export interface ForwardOptions {
   grad?: boolean;
   /** The statistics are of softmax(logits / temperature); finite, > 0. Default 1. */
   temperature?: number;
+  /**
+   * Compute logprobs and entropy through the LM head. Default true; a critic that only needs
+   * `values` passes false (the vocabulary-sized head is then skipped; logprobs/entropy are empty).
+   */
+  tokenStats?: boolean;
 }
 
 /** Per scored position, in order: log p(target) and the entropy of softmax(logits / T). */
@@ -41,10 +46,15 @@ export interface TokenStatsResult {
   entropy: Float32Array;
 }
 
-/** Per-token coefficients of the loss: dL/dlogprob and (optionally) dL/dentropy per scored position. */
+/**
+ * Per-token coefficients of the loss: dL/dlogprob, and optionally dL/dentropy and (a model with a
+ * value head) dL/dvalue per scored position. dLogprobs may be omitted when the forward ran
+ * without tokenStats.
+ */
 export interface BackwardInput {
-  dLogprobs: Float32Array;
+  dLogprobs?: Float32Array;
   dEntropy?: Float32Array;
+  dValues?: Float32Array;
 }
 
 export interface ModelOptions {
@@ -56,6 +66,12 @@ export interface ModelOptions {
   imageContextTokenId?: number;
   /** Receives warnings (unknown config fields, ignored checkpoint tensors). Default console.warn. */
   warn?: (message: string) => void;
+  /**
+   * Add a value head (a critic for PPO with GAE): Linear(H, 1) `value_head` on the final-norm
+   * hidden state; forward then returns `values` per scored position. Loading a checkpoint without
+   * one (a policy) initialises it (weight N(0, 0.02²), bias 0). Default false.
+   */
+  valueHead?: boolean;
 }
 
 export interface CreateOptions extends ModelOptions {
@@ -71,9 +87,9 @@ export interface SaveOptions {
 }
 
 /** What setTrainable accepts: parts on/off (omitted parts keep their state) or a predicate on names. */
-export type TrainableSelection = { vision?: boolean; connector?: boolean; language?: boolean } | ((name: string) => boolean);
+export type TrainableSelection = { vision?: boolean; connector?: boolean; language?: boolean; value?: boolean } | ((name: string) => boolean);
 
-const MODEL_OPTIONS = ['dtype', 'recompute', 'imageContextTokenId', 'warn'] as const;
+const MODEL_OPTIONS = ['dtype', 'recompute', 'imageContextTokenId', 'warn', 'valueHead'] as const;
 
 function isModelConfig(x: unknown): x is ModelConfig {
   return typeof x === 'object' && x !== null && 'raw' in x && 'language' in x && 'modelType' in x;
@@ -87,7 +103,23 @@ function checkModelOptions(options: ModelOptions, engine: Engine, fn: string, ex
   if (o.imageContextTokenId !== undefined) is.number(o.imageContextTokenId, 'imageContextTokenId', fn, { integer: true, min: 0 });
   if (o.recompute !== undefined) is.boolean(o.recompute, 'recompute', fn);
   if (o.warn !== undefined) is.func(o.warn, 'warn', fn);
+  if (o.valueHead !== undefined) is.boolean(o.valueHead, 'valueHead', fn);
   return dtype;
+}
+
+/** A parameter of the layout with its random initial values (each from its own seeded stream). */
+function initialParameter(engine: Engine, spec: ParameterSpec, config: ModelConfig, seed: number, index: number, dtype: 'f32' | 'bf16'): Parameter {
+  const init = initializerOf(spec, config);
+  const shape = [...spec.shape];
+  let master: Tensor<'f32'>;
+  if ('constant' in init) {
+    master = engine.full(shape, init.constant);
+  } else {
+    const unit = engine.randn(shape, { seed: seed * 65_536 + index });
+    master = ops.scale(unit, init.std);
+    unit.dispose();
+  }
+  return makeParameter(spec, master, dtype);
 }
 
 function makeParameter(spec: ParameterSpec, master: Tensor<'f32'>, dtype: 'f32' | 'bf16'): Parameter {
@@ -128,7 +160,7 @@ export class VisionLanguageModel {
     this.recompute = options.recompute ?? false;
     this.imageContextTokenId = options.imageContextTokenId ?? config.imageContextTokenId;
     this.#params = params;
-    this.groups = resolveGroups(modelLayout(config), params);
+    this.groups = resolveGroups(modelLayout(config, { valueHead: options.valueHead === true }), params);
     const v = config.vision, lm = config.language;
     this.visionLayers = (this.groups.vision?.layers ?? []).map((g) => new VisionLayer(g, v!.numAttentionHeads, v!.headDim));
     this.languageLayers = this.groups.language.layers.map((g) =>
@@ -148,19 +180,9 @@ export class VisionLanguageModel {
     const seed = is.optionalNumber(options.seed, 'seed', fn, 0, { integer: true, min: 0 });
     const parsed = isModelConfig(config) ? config : parseModelConfig(config, { source: fn, ...(options.warn ? { warn: options.warn } : {}) });
     const params = new Map<string, Parameter>();
-    parameterSpecs(parsed).forEach((spec, i) => {
-      const init = initializerOf(spec, parsed);
-      const shape = [...spec.shape];
-      let master: Tensor<'f32'>;
-      if ('constant' in init) {
-        master = engine.full(shape, init.constant);
-      } else {
-        // Each parameter gets its own stream of the seeded generator: the values do not depend on the others.
-        const unit = engine.randn(shape, { seed: seed * 65_536 + i });
-        master = ops.scale(unit, init.std);
-        unit.dispose();
-      }
-      params.set(spec.name, makeParameter(spec, master, dtype));
+    // Each parameter gets its own stream of the seeded generator: the values do not depend on the others.
+    parameterSpecs(parsed, { valueHead: options.valueHead === true }).forEach((spec, i) => {
+      params.set(spec.name, initialParameter(engine, spec, parsed, seed, i, dtype));
     });
     return new VisionLanguageModel(engine, parsed, dtype, params, options);
   }
@@ -176,14 +198,21 @@ export class VisionLanguageModel {
     const dtype = checkModelOptions(options, engine, fn);
     const warn = options.warn ?? ((m: string) => console.warn(m));
     const config = parseModelConfig(await readConfigJson(dir, fn), { source: `${dir}/config.json`, warn });
-    const specs = parameterSpecs(config);
+    const layout = { valueHead: options.valueHead === true };
+    const specs = parameterSpecs(config, layout);
     const bySpec = new Map(specs.map((s) => [s.name, s]));
     const params = new Map<string, Parameter>();
+    const valueHead = new Set(specs.filter((s) => s.part === 'value').map((s) => s.name));
     try {
-      await loadTensors(dir, specs, { redundant: redundantNames(config), warn, fn }, (name, data) => {
+      const absent = await loadTensors(dir, specs, { redundant: redundantNames(config, layout), optional: valueHead, warn, fn }, (name, data) => {
         const spec = bySpec.get(name)!;
         params.set(name, makeParameter(spec, engine.tensor(data, [...spec.shape]), dtype));
       });
+      for (const name of absent) params.set(name, initialParameter(engine, bySpec.get(name)!, config, 0, specs.indexOf(bySpec.get(name)!), dtype));
+      // Keep checkpoint order: the map's order is the parameters() order.
+      const ordered = new Map(specs.map((s) => [s.name, params.get(s.name)!]));
+      params.clear();
+      for (const [k, v] of ordered) params.set(k, v);
     } catch (error) {
       for (const p of params.values()) disposeParameter(p);
       throw error;
@@ -246,7 +275,7 @@ export class VisionLanguageModel {
       };
     } else if (typeof selection === 'object' && selection !== null) {
       for (const [k, v] of Object.entries(selection)) {
-        if (!['vision', 'connector', 'language'].includes(k)) throw new R1VError('ARGUMENT', `${fn}: unknown part '${k}' (vision, connector, language)`);
+        if (!['vision', 'connector', 'language', 'value'].includes(k)) throw new R1VError('ARGUMENT', `${fn}: unknown part '${k}' (vision, connector, language, value)`);
         if (v !== undefined && typeof v !== 'boolean') throw new R1VError('ARGUMENT', `${fn}: ${k} must be a boolean`);
       }
       const s = selection as Record<ModulePart, boolean | undefined>;
@@ -339,16 +368,17 @@ export class VisionLanguageModel {
   async forward(batch: Batch, options: ForwardOptions = {}): Promise<ForwardResult> {
     const fn = 'forward';
     this.#checkAlive(fn);
-    const o = is.options(options, ['grad', 'temperature'] as const, fn);
+    const o = is.options(options, ['grad', 'temperature', 'tokenStats'] as const, fn);
     const temperature = is.optionalNumber(o.temperature, 'temperature', fn, 1, { above: 0 });
+    const withStats = is.optionalBoolean(o.tokenStats, 'tokenStats', fn, true);
     const plan = planBatch(this.config, this.imageContextTokenId, batch, fn);
-    const run = new ForwardRun(this, plan, batch, temperature, o.grad === true);
+    const run = new ForwardRun(this, plan, batch, { temperature, grad: o.grad === true, tokenStats: withStats });
     try {
       await run.forward();
-      const [logprobs, entropy] = await Promise.all([run.stats!.logprobs.toArray(), run.stats!.entropy.toArray()]);
-      run.stats!.logprobs.dispose();
-      run.stats!.entropy.dispose();
-      return new ForwardResult(run, logprobs as Float32Array, entropy as Float32Array);
+      const read = (t: Tensor | undefined) => (t ? t.toArray() as Promise<Float32Array> : Promise.resolve(new Float32Array(0)));
+      const [logprobs, entropy, values] = await Promise.all([read(run.stats?.logprobs), read(run.stats?.entropy), read(run.values)]);
+      run.releaseOutputs();
+      return new ForwardResult(run, logprobs, entropy, this.groups.valueHead ? values : undefined);
     } catch (error) {
       run.dispose();
       throw error;
@@ -412,7 +442,9 @@ export class ForwardResult implements TokenStatsResult {
   #run: ForwardRun | undefined;
 
   /** @internal */
-  constructor(run: ForwardRun, readonly logprobs: Float32Array, readonly entropy: Float32Array) {
+  constructor(run: ForwardRun, readonly logprobs: Float32Array, readonly entropy: Float32Array,
+    /** A model with a value head: the value of each scored position. */
+    readonly values?: Float32Array) {
     this.#run = run.grad ? run : undefined;
     if (!run.grad) run.dispose();
   }
@@ -427,13 +459,20 @@ export class ForwardResult implements TokenStatsResult {
     const run = this.#run;
     if (!run) throw new R1VError('ARGUMENT', `${fn}: this forward ran without { grad: true }, or backward already ran`);
     if (typeof input !== 'object' || input === null) throw new R1VError('ARGUMENT', `${fn}: pass { dLogprobs, dEntropy? }`);
-    const n = this.logprobs.length;
-    is.options(input, ['dLogprobs', 'dEntropy'], fn, 'field');
-    const dLogprobs = is.float32Array(input.dLogprobs, 'dLogprobs', fn, n);
-    const dEntropy = input.dEntropy === undefined ? new Float32Array(n) : is.float32Array(input.dEntropy, 'dEntropy', fn, n);
+    is.options(input, ['dLogprobs', 'dEntropy', 'dValues'], fn, 'field');
+    const n = run.plan.scored.length;
+    const coefficient = (value: unknown, name: string, present: boolean): Float32Array | undefined => {
+      if (value === undefined) return undefined;
+      if (!present) is.fail(fn, `${name} given, but the forward computed no ${name === 'dValues' ? 'values (no value head)' : 'token statistics'}`);
+      return is.float32Array(value, name, fn, n);
+    };
+    const dLogprobs = coefficient(input.dLogprobs, 'dLogprobs', run.tokenStats);
+    const dEntropy = coefficient(input.dEntropy, 'dEntropy', run.tokenStats);
+    const dValues = coefficient(input.dValues, 'dValues', this.values !== undefined);
+    if (run.tokenStats && !dLogprobs) is.fail(fn, 'dLogprobs must be a Float32Array, got undefined');
     this.#run = undefined;
     try {
-      await run.backward(dLogprobs, dEntropy);
+      await run.backward({ dLogprobs, dEntropy, dValues });
       await run.model.engine.synchronize();
     } finally {
       run.dispose();

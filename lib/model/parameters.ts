@@ -11,8 +11,8 @@ import type { ModelConfig } from './config.js';
 /** A tensor of a float dtype (what parameters, gradients and activations are). */
 export type FTensor = Tensor<FloatDType>;
 
-/** Which part of the model a parameter belongs to (what setTrainable switches). */
-export type ModulePart = 'vision' | 'connector' | 'language';
+/** Which part of the model a parameter belongs to (what setTrainable switches); 'value' is a critic's value head. */
+export type ModulePart = 'vision' | 'connector' | 'language' | 'value';
 
 /**
  * What a parameter is, which sets its initialisation and whether AdamW decays it:
@@ -121,6 +121,14 @@ export interface ModelGroups<P = Parameter> {
   vision?: VisionGroup<P> | undefined;
   connector?: ConnectorGroup<P> | undefined;
   language: LanguageGroup<P>;
+  /** A critic's Linear(H, 1) on the final-norm hidden state (`value_head.weight` [1, H], `value_head.bias` [1]). */
+  valueHead?: LinearGroup<P> | undefined;
+}
+
+/** What a model has beyond its config. */
+export interface LayoutOptions {
+  /** A value head (a critic for PPO with GAE). */
+  valueHead?: boolean;
 }
 
 /** mlp1.0 is a default nn.LayerNorm. */
@@ -132,7 +140,7 @@ function languagePrefix(config: ModelConfig): string {
 }
 
 /** The parameter groups of a config, with specs as leaves, in checkpoint order. */
-export function modelLayout(config: ModelConfig): ModelGroups<ParameterSpec> {
+export function modelLayout(config: ModelConfig, options: LayoutOptions = {}): ModelGroups<ParameterSpec> {
   const spec = (part: ModulePart, kind: ParameterKind, name: string, shape: number[]): ParameterSpec => ({ name, shape, part, kind });
   const linear = (part: ModulePart, name: string, out: number, inp: number, bias: boolean): LinearGroup<ParameterSpec> => ({
     weight: spec(part, 'weight', `${name}.weight`, [out, inp]),
@@ -198,7 +206,8 @@ export function modelLayout(config: ModelConfig): ModelGroups<ParameterSpec> {
     norm: norm('language', `${m}norm`, h, false, lm.rmsNormEps),
     head: lm.tieWordEmbeddings ? embedTokens : spec('language', 'weight', `${prefix}lm_head.weight`, [lm.vocabSize, h]),
   };
-  return { vision, connector, language };
+  const valueHead = options.valueHead ? linear('value', 'value_head', 1, h, true) : undefined;
+  return { vision, connector, language, valueHead };
 }
 
 function isSpec(x: unknown): x is ParameterSpec {
@@ -227,13 +236,18 @@ export function leavesOf<P extends ParameterSpec>(group: unknown): P[] {
  * Names a checkpoint may hold beyond the parameters, to be skipped: the lm_head copy some
  * exporters write for a model whose head is tied to the embedding table.
  */
-export function redundantNames(config: ModelConfig): string[] {
-  return config.language.tieWordEmbeddings ? [`${languagePrefix(config)}lm_head.weight`] : [];
+export function redundantNames(config: ModelConfig, options: LayoutOptions = {}): Map<string, string> {
+  const names = new Map<string, string>();
+  if (config.language.tieWordEmbeddings) names.set(`${languagePrefix(config)}lm_head.weight`, 'the embeddings are tied');
+  if (!options.valueHead) {
+    for (const n of ['value_head.weight', 'value_head.bias']) names.set(n, 'a critic\'s value head; load with { valueHead: true } to keep it');
+  }
+  return names;
 }
 
 /** Every parameter of the model, in checkpoint order (a tied head is the embedding table, listed once). */
-export function parameterSpecs(config: ModelConfig): ParameterSpec[] {
-  return leavesOf(modelLayout(config));
+export function parameterSpecs(config: ModelConfig, options: LayoutOptions = {}): ParameterSpec[] {
+  return leavesOf(modelLayout(config, options));
 }
 
 /** The layout's groups with each spec replaced by the live parameter of its name. */

@@ -87,6 +87,8 @@ export interface Generation {
  */
 export type GenerateResult = Generation[] & {
   stats: { prefillTokens: number; steps: number; generatedTokens: number; kvCacheBytes: number; prefillMs: number; decodeMs: number };
+  /** Each prompt as the model saw it (token ids, image tiles), or its R1VError: what a trainer packs with the responses. */
+  prompts: Array<{ inputIds: Int32Array; pixelValues?: Float32Array } | R1VError>;
 };
 
 /** A sample still in the cache: its slot (= its index among the live samples) and what it produced. */
@@ -175,6 +177,7 @@ export async function generate(model: VisionLanguageModel, prompts: readonly Gen
   const outputs: Generation[] = [];
   const samples: Sample[] = [];
   const live: PreparedPrompt[] = [];
+  const prepared: GenerateResult['prompts'] = [];
   for (let i = 0; i < prompts.length; i++) {
     let p: PreparedPrompt | R1VError;
     try {
@@ -183,6 +186,7 @@ export async function generate(model: VisionLanguageModel, prompts: readonly Gen
       if (!(error instanceof R1VError)) throw error;
       p = error;
     }
+    prepared.push(p instanceof R1VError ? p : { inputIds: p.inputIds, ...(p.pixelValues ? { pixelValues: p.pixelValues } : {}) });
     for (let j = 0; j < o.n; j++) {
       const out: Generation = { prompt: i, sample: j, tokenIds: new Int32Array(0), text: '', logprobs: new Float32Array(0), entropy: new Float32Array(0), finishReason: 'error' };
       outputs.push(out);
@@ -192,7 +196,7 @@ export async function generate(model: VisionLanguageModel, prompts: readonly Gen
     if (!(p instanceof R1VError)) live.push(p);
   }
   const stats = { prefillTokens: 0, steps: 0, generatedTokens: 0, kvCacheBytes: 0, prefillMs: 0, decodeMs: 0 };
-  const result = Object.assign(outputs, { stats });
+  const result = Object.assign(outputs, { stats, prompts: prepared });
   if (samples.length === 0) return result;
   if (options.signal?.aborted) {
     for (const s of samples) s.out.finishReason = 'aborted';
