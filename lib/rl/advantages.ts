@@ -5,7 +5,7 @@
 // sample's value over its tokens for rl.policyLoss. A group is a consecutive run of groupSize
 // samples (the n rollouts of one prompt): group g holds samples [g·n, (g+1)·n); rewards.length
 // must be a multiple of groupSize (else SHAPE). Group statistics come from `groupStatistics`
-// only: mean and unbiased std (divisor n − 1), the mean computed around the group's first value
+// only: mean and unbiased variance (divisor n − 1), the mean computed around the group's first value
 // so that a group of equal rewards has a mean exactly equal to them (its centred rewards are
 // exactly 0, hence its advantages are 0). A group of one follows verl: baseline 0 (and std 1 for
 // grpo). The token-level estimator gae works per token on packed sequences (cuSeqlens).
