@@ -145,3 +145,19 @@ export function cuSeqlens(value: unknown, name: string, where: string, total?: n
   if (total !== undefined && cu[cu.length - 1] !== total) fail(where, `${name} must end at ${total}, got ${cu[cu.length - 1]}`, 'SHAPE');
   return cu;
 }
+
+/**
+ * A number array (an Array or a non-BigInt typed array: Float32Array, Float64Array, ...) whose
+ * entries are all finite numbers, of `length` entries when given (else R1VError('SHAPE')).
+ */
+export function finiteNumbers(value: unknown, name: string, where: string, length?: number): ArrayLike<number> {
+  const typed = ArrayBuffer.isView(value) && !(value instanceof DataView)
+    && !(value instanceof BigInt64Array) && !(value instanceof BigUint64Array);
+  if (!typed && !Array.isArray(value)) fail(where, `${name} must be an array of numbers or a Float32Array/Float64Array, got ${show(value)}`);
+  const values = value as ArrayLike<unknown>;
+  if (length !== undefined && values.length !== length) fail(where, `${name} has ${values.length} entries, need ${length}`, 'SHAPE');
+  for (let i = 0; i < values.length; i++) {
+    if (!isNumber(values[i])) fail(where, `${name}[${i}] must be a finite number, got ${show(values[i])}`);
+  }
+  return values as ArrayLike<number>;
+}
