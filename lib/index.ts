@@ -31,6 +31,7 @@ export { AdamW, type AdamWOptions, type StepOptions, type StepResult } from './o
 export type { ParameterInfo, ModulePart, ParameterKind } from './model/parameters.js';
 export { KvCache, type PrefillCopy } from './model/kv-cache.js';
 export { Fence } from './core/fence.js';
+export * as rl from './rl/index.js';
 export {
   generate, type GeneratePrompt, type GenerateOptions, type GenerateProgress, type Generation, type GenerateResult,
 } from './rollout/generate.js';
