@@ -27,6 +27,12 @@ export interface AdamWOptions {
 export interface StepOptions {
   /** Clip the gradients so their global L2 norm is at most this (finite, > 0). Default: no clipping. */
   maxGradNorm?: number;
+  /**
+   * When the gradient norm is NaN or infinite, update nothing (weights, moments and step counts
+   * untouched) and return { skipped: true }. Default false: the update then makes the weights NaN,
+   * as torch would.
+   */
+  skipNonFinite?: boolean;
 }
 
 export interface StepResult {
@@ -34,6 +40,8 @@ export interface StepResult {
   gradNorm: number;
   /** How many parameters were updated (those with a gradient). */
   updated: number;
+  /** The update was skipped: skipNonFinite and a non-finite gradient norm. */
+  skipped: boolean;
 }
 
 interface State {
@@ -77,18 +85,20 @@ export class AdamW {
    * One update of every trainable parameter that has a gradient. The global gradient norm is
    * computed on the device over those gradients; with maxGradNorm the gradients are scaled by
    * min(1, maxGradNorm / (norm + 1e-6)) (torch's clip_grad_norm_). A non-finite norm skips
-   * nothing: the update then makes the weights NaN, as torch would; check gradNorm.
+   * the update only with skipNonFinite.
    */
   async step(options: StepOptions = {}): Promise<StepResult> {
     const fn = 'AdamW.step';
-    const o = is.options(options, ['maxGradNorm'] as const, fn);
+    const o = is.options(options, ['maxGradNorm', 'skipNonFinite'] as const, fn);
     const max = o.maxGradNorm === undefined ? undefined : is.number(o.maxGradNorm, 'maxGradNorm', fn, { above: 0 });
+    const skipNonFinite = is.optionalBoolean(o.skipNonFinite, 'skipNonFinite', fn, false);
     is.number(this.lr, 'lr', fn, { min: 0 });
     const params = this.model.parameterStates().filter((p) => p.trainable && p.grad);
-    if (params.length === 0) return { gradNorm: 0, updated: 0 };
+    if (params.length === 0) return { gradNorm: 0, updated: 0, skipped: false };
     const squares = ops.sumOfSquares(params.map((p) => p.grad!));
     const gradNorm = Math.sqrt((await squares.toArray())[0]!);
     squares.dispose();
+    if (skipNonFinite && !Number.isFinite(gradNorm)) return { gradNorm, updated: 0, skipped: true };
     const gradScale = max !== undefined && gradNorm > max ? max / (gradNorm + 1e-6) : 1;
     // One native call per distinct step count (parameters that trained in different steps have different bias corrections).
     const byStep = new Map<number, ops.AdamWGroup[]>();
@@ -108,7 +118,7 @@ export class AdamW {
       ops.adamwStep(groups, { lr: this.lr, step, beta1: this.beta1, beta2: this.beta2, eps: this.eps, weightDecay: this.weightDecay, gradScale });
     }
     await this.model.engine.synchronize();
-    return { gradNorm, updated: params.length };
+    return { gradNorm, updated: params.length, skipped: false };
   }
 
   /** Drops the model's gradients (same as model.zeroGrad()). */

