@@ -23,15 +23,34 @@ export {
   type ImageInput, type RawImage, type TilingOptions, type ImageProcessorOptions, type ProcessedImage,
 } from './data/image.js';
 export { IGNORE_INDEX, packBatch, responseTargets, type Batch, type PackSequence } from './data/batch.js';
+export { Dataset, type DatasetRow, type SkippedRow } from './data/dataset.js';
+export { smallTokenizerFiles, writeSmallTokenizer, CHATML_TEMPLATE, type SmallTokenizerOptions, type SmallTokenizerFiles } from './data/small-tokenizer.js';
 export {
   VisionLanguageModel, ForwardResult, type ForwardOptions, type TokenStatsResult, type BackwardInput,
   type ModelOptions, type CreateOptions, type SaveOptions, type TrainableSelection,
 } from './model/model.js';
 export { AdamW, type AdamWOptions, type StepOptions, type StepResult } from './optim/adamw.js';
+export { learningRateSchedule, type LearningRateSchedule, type ScheduleKind, type ScheduleOptions } from './optim/schedule.js';
 export type { ParameterInfo, ModulePart, ParameterKind } from './model/parameters.js';
 export { KvCache, type PrefillCopy } from './model/kv-cache.js';
 export { Fence } from './core/fence.js';
 export * as rl from './rl/index.js';
 export {
+  extractAnswer, formatScore, answersEquivalent, formatReward, accuracyReward, r1v3Rewards, scoreSamples, validateRewards,
+  DEFAULT_END_MARKERS, DEFAULT_RELATIVE_TOLERANCE,
+  type ExtractAnswerOptions, type FormatOptions, type EquivalenceOptions, type FormatRewardOptions,
+  type AccuracyRewardOptions, type R1V3RewardOptions, type Reward, type RewardFn, type RewardSample, type RewardRow,
+  type ScoreOptions, type SampleScore, type RewardFailures, type ScoreResult,
+} from './rewards/index.js';
+export {
   generate, type GeneratePrompt, type GenerateOptions, type GenerateProgress, type Generation, type GenerateResult,
 } from './rollout/generate.js';
+export {
+  loadTrainConfig, parseTrainConfig, trainConfigSchema, type TrainConfig, type TrainConfigInput, type StageConfig,
+} from './train/config.js';
+export { Trainer, type TrainerOptions, type TrainSummary } from './train/trainer.js';
+export { rollout, score, perToken, advantages, informativeGroups, overlongPenalty, klRewardPenalty, type RolloutOptions, type RolloutResult } from './train/steps.js';
+export { policyUpdate, criticUpdate, sftUpdate, microBatchShare, type UpdateResult, type PolicyUpdateOptions, type CriticUpdateOptions } from './train/update.js';
+export { sftStep, rlStep, stepSeed, type StepContext } from './train/step.js';
+export { packSequences, responseOffsets, rowPrompt, microBatches, type Sequence, type RolloutSample } from './train/samples.js';
+export { MetricsLog, readMetrics, rolloutMetrics, formatStep, type StepMetrics } from './train/metrics.js';

@@ -1,0 +1,225 @@
+// The RL trainer end to end on a toy task (copy the second digit) with a tiny model on the CPU:
+// cold-start SFT then GRPO raises the held-out reward; PPO with a critic learns too; a
+// micro-batched update equals the one-batch update; a run stopped and resumed reaches bitwise
+// the parameters of an uninterrupted one; a non-finite loss skips the step; bad rows are
+// skipped and counted; the event loop stays responsive.
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import {
+  AdamW, Engine, loadTrainConfig, parseTrainConfig, policyUpdate, readMetrics, rollout, score, advantages, Trainer,
+  VisionLanguageModel, type TrainConfigInput,
+} from '../lib/index.js';
+import { toyTask, type ToyTask } from './fixtures/toy-task.js';
+import { expectR1VError, expectR1VRejection, rng } from './helpers.js';
+
+function stages(task: ToyTask, rl: Partial<TrainConfigInput['stages'][number]> = {}, rlSteps = 30): TrainConfigInput['stages'] {
+  return [
+    { name: 'warmup', kind: 'sft', steps: 4, optimizer: { lr: 1e-2, weightDecay: 0 }, batch: { prompts: 16, microBatchTokens: 4096 } },
+    {
+      name: 'grpo', kind: 'rl', steps: rlSteps, optimizer: { lr: 5e-3, weightDecay: 0, maxGradNorm: 1 },
+      batch: { prompts: 8, samplesPerPrompt: 8, microBatchTokens: 4096 },
+      rollout: { maxNewTokens: 2, temperature: 1 }, rewards: [{ name: 'copy', weight: 1 }], ...rl,
+    },
+  ];
+}
+
+async function heldOutReward(t: Trainer, task: ToyTask): Promise<number> {
+  const r = await rollout(t.model, task.heldOut, { tokenizer: task.tokenizer, samplesPerPrompt: 4, maxNewTokens: 2, temperature: 1, seed: 99 });
+  await score(r.samples, [{ name: 'copy', weight: 1, fn: task.reward }], { step: 0 });
+  return r.samples.reduce((a, s) => a + s.reward, 0) / r.samples.length;
+}
+
+describe('train: RL trainer on a toy task (CPU)', function () {
+  this.timeout(600_000);
+  let task: ToyTask;
+  let runs: string;
+  before(async () => {
+    task = await toyTask();
+    runs = await mkdtemp(join(tmpdir(), 'r1v-runs-'));
+  });
+  after(async () => {
+    await task.cleanup();
+    await rm(runs, { recursive: true, force: true });
+  });
+
+  function config(name: string, extra: Partial<TrainConfigInput> = {}, rl: Partial<TrainConfigInput['stages'][number]> = {}, rlSteps?: number): TrainConfigInput {
+    return {
+      seed: 3, device: 'cpu', model: { config: task.modelConfig }, run: { dir: join(runs, name) }, stages: stages(task, rl, rlSteps),
+      checkpoint: { every: 1000, validation: { prompts: 0 } }, ...extra,
+    };
+  }
+
+  it('cold-start SFT then GRPO raises the held-out reward', async () => {
+    const next = rng('train-grpo');
+    const t = await Trainer.create({ config: config('grpo'), tokenizer: task.tokenizer, dataset: [...task.warmup(next), ...task.train], rewards: { copy: task.reward } });
+    try {
+      let before = -1;
+      const seen: number[] = [];
+      for await (const m of t.run()) {
+        if (m.stage === 'warmup' && m.stageStep === 4) before = await heldOutReward(t, task);
+        if (m.kind === 'rl') seen.push(m.reward_mean as number);
+      }
+      const after = await heldOutReward(t, task);
+      console.log(`      held-out reward: ${before.toFixed(3)} after SFT → ${after.toFixed(3)} after ${seen.length} GRPO steps`);
+      assert.ok(before < 0.35, `SFT alone should not solve the task (held-out ${before})`);
+      assert.ok(after > before + 0.3, `GRPO should raise the held-out reward clearly: ${before} → ${after}`);
+      const metrics = await readMetrics(join(t.runDir, 'metrics.jsonl'));
+      assert.equal(metrics.length, 4 + seen.length);
+      for (const key of ['reward_mean', 'reward_std', 'entropy', 'critical_entropy', 'critical_count', 'grad_norm', 'clip_frac_low', 'clip_frac_high',
+        'response_length_mean', 'response_length_max', 'truncation_rate', 'zero_std_groups', 'tokens_per_second', 'time_rollout_ms', 'time_reward_ms', 'time_update_ms']) {
+        assert.ok(typeof metrics[metrics.length - 1]![key] === 'number', `metric ${key}`);
+      }
+    } finally {
+      t.dispose();
+    }
+  });
+
+  it('a micro-batched update equals the one-batch update (every aggregation mode)', async () => {
+    for (const aggregation of ['token-mean', 'seq-mean-token-mean', 'seq-mean-token-sum', 'seq-mean-token-sum-norm'] as const) {
+      const params: Float32Array[][] = [];
+      for (const microBatchTokens of [100_000, 20]) {
+        using e = Engine.create({ device: 'cpu', seed: 1 });
+        using m = VisionLanguageModel.create(e, task.modelConfig, { seed: 5 });
+        const r = await rollout(m, task.train.slice(0, 4), { tokenizer: task.tokenizer, samplesPerPrompt: 4, maxNewTokens: 3, temperature: 1, seed: 7 });
+        await score(r.samples, [{ name: 'copy', weight: 1, fn: (s) => (s.text.length % 3) / 2 }], { step: 1 });
+        const cfg = parseTrainConfig(config('x', {}, { algorithm: { aggregation, entropyCoef: 0.01 } })).stages[1]!;
+        advantages(r.samples, cfg.algorithm, 4);
+        const opt = new AdamW(m, { lr: 1e-2, weightDecay: 0 });
+        const u = await policyUpdate(m, opt, r.samples, { algorithm: cfg.algorithm, microBatchTokens, temperature: 1, maxLength: 3 });
+        assert.equal(u.skipped, false);
+        params.push(await Promise.all(m.parameters().map((p) => m.getParameter(p.name))));
+        opt.dispose();
+      }
+      let worst = 0;
+      params[0]!.forEach((p, i) => p.forEach((x, j) => (worst = Math.max(worst, Math.abs(x - params[1]![i]![j]!)))));
+      assert.ok(worst < 1e-6, `${aggregation}: micro-batched parameters differ by ${worst}`);
+    }
+  });
+
+  it('a non-finite loss skips the step: weights and optimizer state untouched', async () => {
+    using e = Engine.create({ device: 'cpu', seed: 1 });
+    using m = VisionLanguageModel.create(e, task.modelConfig, { seed: 5 });
+    const r = await rollout(m, task.train.slice(0, 2), { tokenizer: task.tokenizer, samplesPerPrompt: 2, maxNewTokens: 2, temperature: 1, seed: 1 });
+    for (const s of r.samples) s.advantages = new Float32Array(s.responseIds.length).fill(NaN);
+    const cfg = parseTrainConfig(config('x')).stages[1]!;
+    const opt = new AdamW(m, { lr: 1e-2 });
+    const before = await Promise.all(m.parameters().map((p) => m.getParameter(p.name)));
+    const u = await policyUpdate(m, opt, r.samples, { algorithm: cfg.algorithm, microBatchTokens: 4096, temperature: 1, maxLength: 2 });
+    assert.equal(u.skipped, true);
+    const after = await Promise.all(m.parameters().map((p) => m.getParameter(p.name)));
+    before.forEach((p, i) => assert.deepEqual(after[i], p));
+    const dir = await mkdtemp(join(tmpdir(), 'r1v-opt-'));
+    await opt.save(dir);
+    const state = JSON.parse((await readFile(join(dir, 'optimizer.safetensors'))).subarray(8).toString('utf8').split('}}')[0] + '}}');
+    assert.deepEqual(JSON.parse(state.__metadata__.steps), {}, 'no parameter has an optimizer step');
+    await rm(dir, { recursive: true, force: true });
+    opt.dispose();
+  });
+
+  it('stopped at step k and resumed, reaches bitwise the parameters of an uninterrupted run', async () => {
+    const next = rng('train-resume');
+    const rows = [...task.warmup(next), ...task.train];
+    const base = (name: string) => config(name, { checkpoint: { every: 3, validation: { prompts: 0 } } }, { algorithm: { kl: { coef: 0.01 } } }, 6);
+    const full = await Trainer.create({ config: base('full'), tokenizer: task.tokenizer, dataset: rows, rewards: { copy: task.reward } });
+    await full.train();
+    const expected = await Promise.all(full.model.parameters().map((p) => full.model.getParameter(p.name)));
+    full.dispose();
+
+    const stop = new AbortController();
+    const first = await Trainer.create({ config: base('split'), tokenizer: task.tokenizer, dataset: rows, rewards: { copy: task.reward }, signal: stop.signal });
+    const summary = await first.train({ onStep: (m) => { if (m.step === 7) stop.abort(); } });
+    assert.equal(summary.stopped, true);
+    assert.equal(summary.steps, 7);
+    first.dispose();
+    const resumed = await Trainer.resume(join(runs, 'split'), { tokenizer: task.tokenizer, dataset: rows, rewards: { copy: task.reward } });
+    assert.equal(resumed.state.step, 7);
+    await resumed.train();
+    const got = await Promise.all(resumed.model.parameters().map((p) => resumed.model.getParameter(p.name)));
+    resumed.dispose();
+    expected.forEach((p, i) => assert.deepEqual(got[i], p, `parameter ${i} differs after resume`));
+    const metrics = await readMetrics(join(runs, 'split', 'metrics.jsonl'));
+    assert.deepEqual(metrics.map((m) => m.step), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+  });
+
+  it('PPO with a critic (GAE) also learns', async () => {
+    const next = rng('train-ppo');
+    const c = config('ppo', {}, { algorithm: { advantage: 'gae' }, critic: { lr: 5e-3 } });
+    const t = await Trainer.create({ config: c, tokenizer: task.tokenizer, dataset: [...task.warmup(next), ...task.train], rewards: { copy: task.reward } });
+    try {
+      const rewards: number[] = [];
+      for await (const m of t.run()) if (m.kind === 'rl') rewards.push(m.reward_mean as number);
+      const early = rewards.slice(0, 5).reduce((a, b) => a + b, 0) / 5, late = rewards.slice(-5).reduce((a, b) => a + b, 0) / 5;
+      console.log(`      PPO+GAE training reward: ${early.toFixed(3)} (first 5 steps) → ${late.toFixed(3)} (last 5)`);
+      assert.ok(late > early + 0.2, `PPO with a critic should learn: ${early} → ${late}`);
+    } finally {
+      t.dispose();
+    }
+  });
+
+  it('skips and counts rows without an answer and rows whose image cannot be read', async () => {
+    const c = config('bad-rows', {}, {}, 1);
+    const rows = [{ question: 'copy 1 2' }, { question: 'copy 1 2', answer: '' }, ...task.train.slice(0, 8)];
+    const t = await Trainer.create({ config: c, tokenizer: task.tokenizer, dataset: rows, rewards: { copy: task.reward } });
+    assert.equal(t.trainData.skipped.length, 2);
+    assert.match(t.trainData.skipped.map((s) => s.reason).join(), /no answer/);
+    t.dispose();
+    const vlmDir = await mkdtemp(join(tmpdir(), 'r1v-bad-image-'));
+    const { rollout: roll } = await import('../lib/index.js');
+    using e = Engine.create({ device: 'cpu' });
+    using m = VisionLanguageModel.create(e, vlmConfig(task.tokenizer.vocabSize, task.tokenizer.imageContextTokenId), { seed: 1, imageContextTokenId: task.tokenizer.imageContextTokenId });
+    const r = await roll(m, [{ question: 'what?', answer: '1', images: [join(vlmDir, 'missing.png')] }, task.train[0]!], { tokenizer: task.tokenizer, samplesPerPrompt: 2, maxNewTokens: 2, temperature: 1, seed: 1 });
+    assert.equal(r.skipped.length, 1);
+    assert.match(r.skipped[0]!.error.message, /images\[0\]/);
+    assert.equal(r.samples.length, 2);
+    await rm(vlmDir, { recursive: true, force: true });
+  });
+
+  it('keeps the event loop responsive while training', async () => {
+    const next = rng('train-loop');
+    const t = await Trainer.create({ config: config('loop', {}, {}, 6), tokenizer: task.tokenizer, dataset: [...task.warmup(next), ...task.train], rewards: { copy: task.reward } });
+    let last = performance.now(), worst = 0;
+    const timer = setInterval(() => {
+      const now = performance.now();
+      worst = Math.max(worst, now - last);
+      last = now;
+    }, 5);
+    try {
+      await t.train();
+    } finally {
+      clearInterval(timer);
+      t.dispose();
+    }
+    assert.ok(worst < 100, `worst timer gap ${worst.toFixed(1)} ms`);
+  });
+
+  it('rejects bad configs naming the key, and a run directory that already has checkpoints', async () => {
+    expectR1VError(() => parseTrainConfig({ ...config('x'), stages: [{ name: 'a', kind: 'rl', steps: 1, algorithm: { clipHigh: -1 } }] }), 'CONFIG', /stages\[0\]\.algorithm\.clipHigh/);
+    expectR1VError(() => parseTrainConfig({ ...config('x'), stages: [{ name: 'a', kind: 'rl', steps: 1, rollout: { maxNewToken: 4 } }] }), 'CONFIG', /stages\[0\]\.rollout\.maxNewToken: unknown key/);
+    expectR1VError(() => parseTrainConfig({ ...config('x'), stages: [{ name: 'a', kind: 'rl', steps: 1, algorithm: { advantage: 'gae' } }] }), 'CONFIG', /critic/);
+    expectR1VError(() => parseTrainConfig({ ...config('x'), sead: 1 }), 'CONFIG', /sead: unknown key/);
+    const file = join(runs, 'bad.yaml');
+    await writeFile(file, 'seed: 1\nstages:\n  - name: a\n    kind: rl\n    steps: 0\n');
+    await expectR1VRejection(loadTrainConfig(file), 'CONFIG', /stages\[0\]\.steps/);
+    await writeFile(file, 'seed: [1\n');
+    await expectR1VRejection(loadTrainConfig(file), 'CONFIG', /not valid YAML/);
+    await expectR1VRejection(Trainer.create({ config: config('grpo'), tokenizer: task.tokenizer, dataset: task.train }), 'IO', /already holds checkpoints/);
+  });
+});
+
+function vlmConfig(vocab: number, imageContextTokenId: number): Record<string, unknown> {
+  return {
+    model_type: 'internvl_chat', downsample_ratio: 0.5, ps_version: 'v2', select_layer: -1, force_image_size: 28, template: 'internvl2_5',
+    img_context_token_id: imageContextTokenId, dynamic_image_size: false, use_thumbnail: false,
+    vision_config: {
+      model_type: 'intern_vit_6b', hidden_size: 16, intermediate_size: 32, num_attention_heads: 2, num_hidden_layers: 1, image_size: 28,
+      patch_size: 7, num_channels: 3, norm_type: 'layer_norm', layer_norm_eps: 1e-6, qkv_bias: true, hidden_act: 'gelu', initializer_factor: 1,
+    },
+    llm_config: {
+      model_type: 'qwen2', vocab_size: vocab, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 1, num_attention_heads: 4,
+      num_key_value_heads: 2, max_position_embeddings: 128, rope_theta: 10000, rms_norm_eps: 1e-6, tie_word_embeddings: true, hidden_act: 'silu',
+    },
+  };
+}
