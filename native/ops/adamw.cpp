@@ -4,6 +4,8 @@
 #include <string>
 #include <unordered_map>
 
+#include "../kernels/adamw.h"
+#include "dispatch.h"
 #include "op_checks.h"
 
 namespace r1v {
@@ -142,14 +144,13 @@ void adamw_step(const std::vector<AdamWGroup>& groups, const AdamWOptions& optio
     if (tensors.empty()) return;
     const auto& ctx = param0.context();
     if (scale.defined()) c.grad_scale_tensor = static_cast<const float*>(scale.data());
-    if (ctx->device().is_cpu()) {
-      cpu::adamw_step(tensors, c);
-    } else {
-#if R1V_WITH_CUDA
-      Tensor args = Tensor::empty(ctx, {(cuda::args_bytes(static_cast<int64_t>(tensors.size())) + 3) / 4}, DType::I32);
-      cuda::adamw_step(tensors, c, args.data(), ctx->stream().cuda_stream());
-#endif
-    }
+    on_device(
+        *ctx, kOp, [&] { cpu::adamw_step(tensors, c); },
+        [&](Stream& s) {
+          Tensor args =
+              Tensor::empty(ctx, {(cuda::args_bytes(static_cast<int64_t>(tensors.size())) + 3) / 4}, DType::I32);
+          cuda::adamw_step(tensors, c, args.data(), s.cuda_stream());
+        });
   });
 }
 

@@ -40,38 +40,4 @@ struct AdamWOptions {
 // Validate every group and the options, then enqueue the update. Groups may be empty (no-op).
 void adamw_step(const std::vector<AdamWGroup>& groups, const AdamWOptions& options);
 
-// One group as the kernels see it; weight_decay is resolved, master may be null.
-struct AdamWTensors {
-  DType dtype = DType::F32;  // of param and grad
-  void* param = nullptr;
-  const void* grad = nullptr;
-  float* m = nullptr;
-  float* v = nullptr;
-  float* master = nullptr;
-  int64_t numel = 0;
-  float weight_decay = 0.f;
-};
-
-// The per-step constants, computed in f64 on the host.
-struct AdamWConstants {
-  float lr, beta1, beta2, eps;
-  float one_minus_beta1, one_minus_beta2;  // from f64: 1 − f32(0.999) is 1.3e-5 off
-  float step_size;         // lr / (1 − β1^step)
-  float inv_sqrt_bc2;      // 1 / √(1 − β2^step)
-  float grad_scale;        // the number; a scale tensor multiplies it in the kernel
-  const float* grad_scale_tensor = nullptr;  // f32 [1] or null
-};
-
-namespace cpu {
-// f32 param and grad.
-void adamw_step(const std::vector<AdamWTensors>& groups, const AdamWConstants& c);
-}  // namespace cpu
-
-namespace cuda {
-// One multi-tensor launch over all groups. args: device scratch of at least
-// args_bytes(groups.size()) bytes (the group table is copied there).
-int64_t args_bytes(int64_t groups);
-void adamw_step(const std::vector<AdamWTensors>& groups, const AdamWConstants& c, void* args, void* stream);
-}  // namespace cuda
-
 }  // namespace r1v

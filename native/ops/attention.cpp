@@ -4,6 +4,8 @@
 #include <cmath>
 #include <memory>
 
+#include "../kernels/attention.h"
+#include "dispatch.h"
 #include "op_checks.h"
 
 namespace r1v {
@@ -192,13 +194,9 @@ AttentionResult attention_forward(const Tensor& q, const Tensor& k, const Tensor
     p.v = v.data();
     p.out = out.data();
     p.lse = static_cast<float*>(lse.data());
-    if (out.device().is_cuda()) {
-#if R1V_WITH_CUDA
-      cuda::attention_forward(p, out.context()->stream().cuda_stream());
-#endif
-      return;
-    }
-    cpu::attention_forward(p);
+    on_device(
+        *out.context(), "attention", [&] { cpu::attention_forward(p); },
+        [&](Stream& s) { cuda::attention_forward(p, s.cuda_stream()); });
   });
   return {out, lse};
 }
@@ -228,14 +226,13 @@ AttentionGradients attention_backward(const Tensor& q, const Tensor& k, const Te
   Tensor dv = Tensor::empty(ctx, v.shape(), v.dtype());
   Tensor delta = Tensor::empty(ctx, plan.lse_shape, DType::F32);
   Tensor workspace;
-#if R1V_WITH_CUDA
-  if (q.device().is_cuda())
-    workspace = Tensor::empty(ctx, {std::max<int64_t>(1, cuda::attention_backward_workspace_floats(plan.p))},
-                              DType::F32);
-#endif
+  on_device(*ctx, op, kNoCpuWork, [&](Stream&) {
+    workspace =
+        Tensor::empty(ctx, {std::max<int64_t>(1, cuda::attention_backward_workspace_floats(plan.p))}, DType::F32);
+  });
   Offsets offsets = device_offsets(q, plan);
   enqueue_op(ctx, {q, k, v, out, lse, d_out}, {dq, dk, dv},
-             [q, k, v, out, lse, d_out, dq, dk, dv, delta, workspace, plan, offsets]() mutable {
+             [op, q, k, v, out, lse, d_out, dq, dk, dv, delta, workspace, plan, offsets]() mutable {
     AttentionProblem& p = plan.p;
     set_offsets(p, plan, offsets);
     p.q = q.data();
@@ -248,13 +245,9 @@ AttentionGradients attention_backward(const Tensor& q, const Tensor& k, const Te
     p.dk = dk.data();
     p.dv = dv.data();
     p.delta = static_cast<float*>(delta.data());
-    if (dq.device().is_cuda()) {
-#if R1V_WITH_CUDA
-      cuda::attention_backward(p, static_cast<float*>(workspace.data()), dq.context()->stream().cuda_stream());
-#endif
-      return;
-    }
-    cpu::attention_backward(p);
+    on_device(
+        *dq.context(), op, [&] { cpu::attention_backward(p); },
+        [&](Stream& s) { cuda::attention_backward(p, static_cast<float*>(workspace.data()), s.cuda_stream()); });
   });
   return {dq, dk, dv};
 }

@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "../kernels/broadcast_arith.h"
+#include "dispatch.h"
 #include "op_checks.h"
 
 namespace r1v {
@@ -32,41 +34,44 @@ int64_t leading_rows(const Tensor& x) {
 }
 
 // y = a (+ or ·) b broadcast over a's leading dims; b.numel() elements repeat.
-Tensor broadcast_binary(BroadcastOp op, const Tensor& a, const Tensor& b) {
+Tensor broadcast_binary(const char* name, BroadcastOp op, const Tensor& a, const Tensor& b) {
   auto ctx = a.context();
   Tensor out = Tensor::empty(ctx, a.shape(), a.dtype());
-  enqueue_op(ctx, {a, b}, {out}, [op, a, b, out] {
+  enqueue_op(ctx, {a, b}, {out}, [name, op, a, b, out] {
     const int64_t n = a.numel(), nb = b.numel();
     if (n == 0) return;
-    if (out.device().is_cuda()) {
-#if R1V_WITH_CUDA
-      cuda::broadcast_binary(op, a.dtype(), a.data(), n, b.data(), nb, out.data(), out.context()->stream().cuda_stream());
-#endif
-    } else {
-      cpu::broadcast_binary(op, static_cast<const float*>(a.data()), n, static_cast<const float*>(b.data()), nb,
-                            static_cast<float*>(out.data()));
-    }
+    on_device(
+        *out.context(), name,
+        [&] {
+          cpu::broadcast_binary(op, static_cast<const float*>(a.data()), n, static_cast<const float*>(b.data()), nb,
+                                static_cast<float*>(out.data()));
+        },
+        [&](Stream& s) {
+          cuda::broadcast_binary(op, a.dtype(), a.data(), n, b.data(), nb, out.data(), s.cuda_stream());
+        });
   });
   return out;
 }
 
 // out [C] = Σ_rows x (· w), in out's dtype.
-void enqueue_column_sums(const Tensor& x, const Tensor& w, const Tensor& out) {
+void enqueue_column_sums(const char* name, const Tensor& x, const Tensor& w, const Tensor& out) {
   std::vector<Tensor> inputs{x};
   if (w.defined()) inputs.push_back(w);
-  enqueue_op(x.context(), inputs, {out}, [x, w, out] {
+  enqueue_op(x.context(), inputs, {out}, [name, x, w, out] {
     const int64_t cols = out.numel(), rows = leading_rows(x);
     if (cols == 0) return;
-    if (out.device().is_cuda()) {
-#if R1V_WITH_CUDA
-      Tensor partials = Tensor::empty(out.context(), {cuda::column_sum_chunks(rows), cols}, DType::F32);
-      cuda::column_sums(x.dtype(), x.data(), w.defined() ? w.data() : nullptr, rows, cols,
-                        static_cast<float*>(partials.data()), out.data(), out.context()->stream().cuda_stream());
-#endif
-    } else {
-      cpu::column_sums(static_cast<const float*>(x.data()), w.defined() ? static_cast<const float*>(w.data()) : nullptr,
-                       rows, cols, static_cast<float*>(out.data()));
-    }
+    on_device(
+        *out.context(), name,
+        [&] {
+          cpu::column_sums(static_cast<const float*>(x.data()),
+                           w.defined() ? static_cast<const float*>(w.data()) : nullptr, rows, cols,
+                           static_cast<float*>(out.data()));
+        },
+        [&](Stream& s) {
+          Tensor partials = Tensor::empty(out.context(), {cuda::column_sum_chunks(rows), cols}, DType::F32);
+          cuda::column_sums(x.dtype(), x.data(), w.defined() ? w.data() : nullptr, rows, cols,
+                            static_cast<float*>(partials.data()), out.data(), s.cuda_stream());
+        });
   });
 }
 
@@ -82,7 +87,7 @@ Tensor add(const Tensor& a, const Tensor& b) {
   if (!suffix)
     fail(ErrorCode::Shape, op, ": b must have a's shape ", shape_str(a.shape()),
          " or a trailing part of it (broadcast over leading dims), got ", shape_str(b.shape()));
-  return broadcast_binary(BroadcastOp::Add, a, b);
+  return broadcast_binary(op, BroadcastOp::Add, a, b);
 }
 
 Tensor scale(const Tensor& x, double alpha) {
@@ -92,15 +97,12 @@ Tensor scale(const Tensor& x, double alpha) {
   auto ctx = x.context();
   Tensor out = Tensor::empty(ctx, x.shape(), x.dtype());
   const float a = static_cast<float>(alpha);
-  enqueue_op(ctx, {x}, {out}, [x, out, a] {
+  enqueue_op(ctx, {x}, {out}, [op, x, out, a] {
     if (x.numel() == 0) return;
-    if (out.device().is_cuda()) {
-#if R1V_WITH_CUDA
-      cuda::scale(x.dtype(), x.data(), x.numel(), a, out.data(), out.context()->stream().cuda_stream());
-#endif
-    } else {
-      cpu::scale(static_cast<const float*>(x.data()), x.numel(), a, static_cast<float*>(out.data()));
-    }
+    on_device(
+        *out.context(), op,
+        [&] { cpu::scale(static_cast<const float*>(x.data()), x.numel(), a, static_cast<float*>(out.data())); },
+        [&](Stream& s) { cuda::scale(x.dtype(), x.data(), x.numel(), a, out.data(), s.cuda_stream()); });
   });
   return out;
 }
@@ -110,7 +112,7 @@ Tensor scale_channels(const Tensor& x, const Tensor& s) {
   check_float_input(op, x, "x");
   check_operand(op, s, "s", x, "x");
   check_channel_scale(op, x, s);
-  return broadcast_binary(BroadcastOp::Mul, x, s);
+  return broadcast_binary(op, BroadcastOp::Mul, x, s);
 }
 
 ScaleChannelsGradients scale_channels_backward(const Tensor& x, const Tensor& s, const Tensor& dy) {
@@ -121,9 +123,9 @@ ScaleChannelsGradients scale_channels_backward(const Tensor& x, const Tensor& s,
   check_channel_scale(op, x, s);
   check_shape(op, dy, "dY", x.shape());
   ScaleChannelsGradients g;
-  g.dx = broadcast_binary(BroadcastOp::Mul, dy, s);
+  g.dx = broadcast_binary(op, BroadcastOp::Mul, dy, s);
   g.d_scale = Tensor::empty(x.context(), s.shape(), s.dtype());
-  enqueue_column_sums(dy, x, g.d_scale);
+  enqueue_column_sums(op, dy, x, g.d_scale);
   return g;
 }
 
@@ -132,7 +134,7 @@ Tensor sum_rows(const Tensor& x) {
   check_float_input(op, x, "x");
   if (x.ndim() < 1) fail(ErrorCode::Shape, op, ": x must have at least one dim [..., C], got shape []");
   Tensor out = Tensor::empty(x.context(), {x.dim(-1)}, x.dtype());
-  enqueue_column_sums(x, Tensor(), out);
+  enqueue_column_sums(op, x, Tensor(), out);
   return out;
 }
 

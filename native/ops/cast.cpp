@@ -2,11 +2,9 @@
 
 #include <cstring>
 
+#include "../kernels/cast.h"
+#include "dispatch.h"
 #include "op_checks.h"
-
-#if R1V_WITH_CUDA
-#include <cuda_runtime.h>
-#endif
 
 namespace r1v {
 
@@ -18,22 +16,23 @@ Tensor enqueue_convert(const char* op, const Tensor& x, DType dtype) {
   Tensor out = Tensor::empty(ctx, x.shape(), dtype);
   enqueue_op(ctx, {x}, {out}, [x, out, op] {
     if (x.numel() == 0) return;
-    Context& c = *out.context();
-    if (c.device().is_cuda()) {
-#if R1V_WITH_CUDA
-      if (x.dtype() == out.dtype()) {
-        cudaError_t err = cudaMemcpyAsync(out.data(), x.data(), out.nbytes(), cudaMemcpyDeviceToDevice,
-                                          static_cast<cudaStream_t>(c.stream().cuda_stream()));
-        if (err != cudaSuccess) fail(ErrorCode::Cuda, op, ": copy failed: ", cudaGetErrorString(err));
-      } else {
-        cuda::cast(x.dtype(), x.data(), x.numel(), out.dtype(), out.data(), c.stream().cuda_stream());
-      }
-#endif
-    } else if (x.dtype() == out.dtype()) {
-      std::memcpy(out.data(), x.data(), out.nbytes());
-    } else {
-      cpu::cast(x.dtype(), x.data(), x.numel(), out.dtype(), out.data());
-    }
+    const bool same = x.dtype() == out.dtype();
+    on_device(
+        *out.context(), op,
+        [&] {
+          if (same) {
+            std::memcpy(out.data(), x.data(), out.nbytes());
+          } else {
+            cpu::cast(x.dtype(), x.data(), x.numel(), out.dtype(), out.data());
+          }
+        },
+        [&](Stream& s) {
+          if (same) {
+            cuda::copy_bytes(op, out.data(), x.data(), out.nbytes(), s.cuda_stream());
+          } else {
+            cuda::cast(x.dtype(), x.data(), x.numel(), out.dtype(), out.data(), s.cuda_stream());
+          }
+        });
   });
   return out;
 }

@@ -12,12 +12,4 @@ namespace r1v {
 Tensor cast(const Tensor& x, DType dtype);
 Tensor copy(const Tensor& x);
 
-namespace cpu {
-void cast(DType from, const void* x, int64_t n, DType to, void* out);
-}
-namespace cuda {
-// Different float dtypes (a same-dtype copy is a cudaMemcpyAsync).
-void cast(DType from, const void* x, int64_t n, DType to, void* out, void* stream);
-}
-
 }  // namespace r1v

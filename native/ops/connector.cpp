@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "../kernels/connector.h"
+#include "dispatch.h"
 #include "fill.h"
 #include "matmul.h"
 #include "op_checks.h"
@@ -10,6 +12,9 @@
 namespace r1v {
 
 namespace {
+
+constexpr const char* kForward = "connector";
+constexpr const char* kBackward = "connectorBackward";
 
 // Checks x and p against each other; returns the shape and H.
 ConnectorShape check_inputs(const char* op, const Tensor& x, const ConnectorParams& p, const ConnectorOptions& o,
@@ -52,9 +57,6 @@ ConnectorShape check_inputs(const char* op, const Tensor& x, const ConnectorPara
   *hidden = h;
   return s;
 }
-
-bool on_cuda(const Context& ctx) { return ctx.device().is_cuda(); }
-[[maybe_unused]] void* stream_of(Context& ctx) { return ctx.stream().cuda_stream(); }
 
 // y[rows, n] = act(a[rows, k]·W[n, k]ᵀ + bias), optionally keeping the pre-activation.
 void linear(Context& ctx, DType dtype, int64_t rows, int64_t n, int64_t k, const void* a, const void* w,
@@ -103,77 +105,64 @@ struct Normalised {
   float* rstd() const { return static_cast<float*>(stats.data()) + stats.numel() / 2; }
 };
 
-Normalised shuffle_layernorm(Context& ctx, const ConnectorShape& s, const Tensor& x, const ConnectorParams& p) {
+Normalised shuffle_layernorm(const char* op, Context& ctx, const ConnectorShape& s, const Tensor& x,
+                             const ConnectorParams& p) {
   auto shared = ctx.shared_from_this();
   Normalised n{Tensor::empty(shared, {s.rows(), s.features()}, s.dtype),
                Tensor::empty(shared, {2 * s.rows()}, DType::F32)};
-  if (on_cuda(ctx)) {
-#if R1V_WITH_CUDA
-    cuda::connector_shuffle_layernorm(s, x.data(), p.ln_weight.data(), p.ln_bias.data(), n.normed.data(), n.mean(),
-                                      n.rstd(), stream_of(ctx));
-#endif
-  } else {
-    cpu::connector_shuffle_layernorm(s, x.data(), p.ln_weight.data(), p.ln_bias.data(), n.normed.data(), n.mean(),
-                                     n.rstd());
-  }
+  on_device(
+      ctx, op,
+      [&] {
+        cpu::connector_shuffle_layernorm(s, x.data(), p.ln_weight.data(), p.ln_bias.data(), n.normed.data(), n.mean(),
+                                         n.rstd());
+      },
+      [&](Stream& stream) {
+        cuda::connector_shuffle_layernorm(s, x.data(), p.ln_weight.data(), p.ln_bias.data(), n.normed.data(), n.mean(),
+                                          n.rstd(), stream.cuda_stream());
+      });
   return n;
 }
 
 void column_sum(Context& ctx, DType dtype, int64_t rows, int64_t cols, const void* src, void* dst, float* ws) {
-  if (on_cuda(ctx)) {
-#if R1V_WITH_CUDA
-    cuda::connector_column_sum(dtype, rows, cols, src, dst, ws, stream_of(ctx));
-#endif
-  } else {
-    cpu::connector_column_sum(rows, cols, src, dst, ws);
-  }
+  on_device(
+      ctx, kBackward, [&] { cpu::connector_column_sum(rows, cols, src, dst, ws); },
+      [&](Stream& stream) { cuda::connector_column_sum(dtype, rows, cols, src, dst, ws, stream.cuda_stream()); });
 }
 
 void gelu_backward(Context& ctx, DType dtype, int64_t rows, int64_t cols, const void* z, void* da, void* d_bias,
                    float* ws) {
-  if (on_cuda(ctx)) {
-#if R1V_WITH_CUDA
-    cuda::connector_gelu_backward(dtype, rows, cols, z, da, d_bias, ws, stream_of(ctx));
-#endif
-  } else {
-    cpu::connector_gelu_backward(rows, cols, z, da, d_bias, ws);
-  }
+  on_device(
+      ctx, kBackward, [&] { cpu::connector_gelu_backward(rows, cols, z, da, d_bias, ws); },
+      [&](Stream& stream) {
+        cuda::connector_gelu_backward(dtype, rows, cols, z, da, d_bias, ws, stream.cuda_stream());
+      });
 }
 
 void layernorm_backward(Context& ctx, const ConnectorShape& s, const Tensor& x, const ConnectorParams& p,
                         const Normalised& n, const void* dn, const ConnectorGradients& g, float* ws) {
-  if (on_cuda(ctx)) {
-#if R1V_WITH_CUDA
-    cuda::connector_layernorm_backward(s, x.data(), p.ln_weight.data(), n.mean(), n.rstd(), dn, g.dx.data(),
-                                       g.d_ln_weight.data(), g.d_ln_bias.data(), ws, stream_of(ctx));
-#endif
-  } else {
-    cpu::connector_layernorm_backward(s, x.data(), p.ln_weight.data(), n.mean(), n.rstd(), dn, g.dx.data(),
-                                      g.d_ln_weight.data(), g.d_ln_bias.data(), ws);
-  }
-}
-
-void zero(Context& ctx, const Tensor& t) {
-  if (on_cuda(ctx)) {
-#if R1V_WITH_CUDA
-    cuda::fill(t.data(), t.dtype(), t.numel(), 0.0, stream_of(ctx));
-#endif
-  } else {
-    cpu::fill(t.data(), t.dtype(), t.numel(), 0.0);
-  }
+  on_device(
+      ctx, kBackward,
+      [&] {
+        cpu::connector_layernorm_backward(s, x.data(), p.ln_weight.data(), n.mean(), n.rstd(), dn, g.dx.data(),
+                                          g.d_ln_weight.data(), g.d_ln_bias.data(), ws);
+      },
+      [&](Stream& stream) {
+        cuda::connector_layernorm_backward(s, x.data(), p.ln_weight.data(), n.mean(), n.rstd(), dn, g.dx.data(),
+                                           g.d_ln_weight.data(), g.d_ln_bias.data(), ws, stream.cuda_stream());
+      });
 }
 
 }  // namespace
 
 Tensor connector_forward(const Tensor& x, const ConnectorParams& p, const ConnectorOptions& options) {
   int64_t hidden = 0;
-  const ConnectorShape s = check_inputs("connector", x, p, options, &hidden);
+  const ConnectorShape s = check_inputs(kForward, x, p, options, &hidden);
   Tensor y = Tensor::empty(x.context(), {s.batch, (s.h / 2) * (s.w / 2), hidden}, s.dtype);
   enqueue_op(x.context(), {x, p.ln_weight, p.ln_bias, p.w1, p.b1, p.w2, p.b2}, {y}, [x, p, y, s, hidden] {
     const int64_t t = s.rows();
     if (t == 0) return;
     Context& ctx = *y.context();
-    Normalised n = shuffle_layernorm(ctx, s, x, p);
+    Normalised n = shuffle_layernorm(kForward, ctx, s, x, p);
     Tensor a1 = Tensor::empty(ctx.shared_from_this(), {t, hidden}, s.dtype);
     linear(ctx, s.dtype, t, hidden, s.features(), n.normed.data(), p.w1.data(), p.b1.data(), Activation::Gelu,
            a1.data(), nullptr);
@@ -184,7 +173,7 @@ Tensor connector_forward(const Tensor& x, const ConnectorParams& p, const Connec
 
 ConnectorGradients connector_backward(const Tensor& x, const ConnectorParams& p, const Tensor& dy,
                                       const ConnectorOptions& options) {
-  const char* op = "connectorBackward";
+  const char* op = kBackward;
   int64_t hidden = 0;
   const ConnectorShape s = check_inputs(op, x, p, options, &hidden);
   check_live(op, dy, "dY");
@@ -202,11 +191,12 @@ ConnectorGradients connector_backward(const Tensor& x, const ConnectorParams& p,
     Context& ctx = *x.context();
     const int64_t t = s.rows(), k = s.features();
     if (t == 0) {  // sums over no rows
-      for (const Tensor* d : {&g.d_ln_weight, &g.d_ln_bias, &g.d_w1, &g.d_b1, &g.d_w2, &g.d_b2}) zero(ctx, *d);
+      for (const Tensor* d : {&g.d_ln_weight, &g.d_ln_bias, &g.d_w1, &g.d_b1, &g.d_w2, &g.d_b2})
+        fill_from_work(kBackward, *d, 0.0);
       return;
     }
     auto shared = ctx.shared_from_this();
-    Normalised n = shuffle_layernorm(ctx, s, x, p);
+    Normalised n = shuffle_layernorm(kBackward, ctx, s, x, p);
     Tensor z1 = Tensor::empty(shared, {t, hidden}, s.dtype);
     Tensor a1 = Tensor::empty(shared, {t, hidden}, s.dtype);
     Tensor workspace = Tensor::empty(

@@ -1,7 +1,8 @@
 #include "embedding.h"
 
-#include "fill.h"
-#include "gather_rows.h"
+#include "../kernels/fill.h"
+#include "../kernels/gather_rows.h"
+#include "dispatch.h"
 #include "op_checks.h"
 
 namespace r1v {
@@ -29,18 +30,17 @@ Tensor embedding(const Tensor& ids, const Tensor& table) {
   Tensor out = Tensor::empty(ctx, {tokens, hidden}, table.dtype());
   enqueue_op(ctx, {ids, table}, {out}, [ids, table, out, tokens, vocab, hidden] {
     if (tokens == 0) return;
-    Context& c = *out.context();
     const auto* id = static_cast<const int32_t*>(ids.data());
-    if (c.device().is_cuda()) {
-#if R1V_WITH_CUDA
-      Stream& stream = c.stream();
-      cuda::gather_rows(table.dtype(), id, tokens, table.data(), vocab, hidden, out.data(), stream.device_error_word(),
-                        stream.cuda_stream());
-#endif
-    } else {
-      cpu::gather_rows("embedding", "ids", id, tokens, table.data(), vocab, hidden * static_cast<int64_t>(sizeof(float)),
-                       out.data());
-    }
+    on_device(
+        *out.context(), "embedding",
+        [&] {
+          cpu::gather_rows("embedding", "ids", id, tokens, table.data(), vocab,
+                           hidden * static_cast<int64_t>(sizeof(float)), out.data());
+        },
+        [&](Stream& s) {
+          cuda::gather_rows(table.dtype(), id, tokens, table.data(), vocab, hidden, out.data(), s.device_error_word(),
+                            s.cuda_stream());
+        });
   });
   return out;
 }
@@ -61,19 +61,19 @@ Tensor embedding_backward(const Tensor& ids, const Tensor& dy, int64_t vocab) {
   enqueue_op(ctx, {ids, dy}, {d_table}, [ids, dy, d_table, tokens, vocab, hidden] {
     Context& c = *d_table.context();
     const auto* id = static_cast<const int32_t*>(ids.data());
-    if (c.device().is_cuda()) {
-#if R1V_WITH_CUDA
-      Stream& stream = c.stream();
-      Tensor sum = dy.dtype() == DType::F32 ? d_table
-                                            : Tensor::empty(c.shared_from_this(), {vocab, hidden}, DType::F32);
-      cuda::fill(sum.data(), DType::F32, sum.numel(), 0.0, stream.cuda_stream());
-      cuda::scatter_add_rows(dy.dtype(), id, tokens, dy.data(), vocab, hidden, static_cast<float*>(sum.data()),
-                             d_table.data(), stream.device_error_word(), stream.cuda_stream());
-#endif
-    } else {
-      cpu::scatter_add_rows("embeddingBackward", "ids", id, tokens, static_cast<const float*>(dy.data()), vocab, hidden,
-                            static_cast<float*>(d_table.data()));
-    }
+    on_device(
+        c, "embeddingBackward",
+        [&] {
+          cpu::scatter_add_rows("embeddingBackward", "ids", id, tokens, static_cast<const float*>(dy.data()), vocab,
+                                hidden, static_cast<float*>(d_table.data()));
+        },
+        [&](Stream& s) {
+          Tensor sum =
+              dy.dtype() == DType::F32 ? d_table : Tensor::empty(c.shared_from_this(), {vocab, hidden}, DType::F32);
+          cuda::fill(sum.data(), DType::F32, sum.numel(), 0.0, s.cuda_stream());
+          cuda::scatter_add_rows(dy.dtype(), id, tokens, dy.data(), vocab, hidden, static_cast<float*>(sum.data()),
+                                 d_table.data(), s.device_error_word(), s.cuda_stream());
+        });
   });
   return d_table;
 }

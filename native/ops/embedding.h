@@ -18,5 +18,4 @@ namespace r1v {
 Tensor embedding(const Tensor& ids, const Tensor& table);
 Tensor embedding_backward(const Tensor& ids, const Tensor& dy, int64_t vocab);
 
-
 }  // namespace r1v

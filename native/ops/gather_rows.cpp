@@ -2,12 +2,11 @@
 
 #include <cstring>
 
-#include "fill.h"
+#include "../kernels/cast.h"
+#include "../kernels/fill.h"
+#include "../kernels/gather_rows.h"
+#include "dispatch.h"
 #include "op_checks.h"
-
-#if R1V_WITH_CUDA
-#include <cuda_runtime.h>
-#endif
 
 namespace r1v {
 
@@ -56,17 +55,18 @@ void run_write_rows(const char* op, const Tensor& dst, const Tensor& idx, const 
   if (m == 0) return;
   const auto* id = static_cast<const int32_t*>(idx.data());
   auto ctx = dst.context();
-  if (ctx->device().is_cuda()) {
-#if R1V_WITH_CUDA
-    Tensor owner = Tensor::empty(ctx, {n}, DType::I32);
-    cuda::write_rows(dst.dtype(), id, m, src.data(), n, cols, dst.data(), static_cast<int32_t*>(owner.data()),
-                     ctx->stream().device_error_word(), ctx->stream().cuda_stream());
-#endif
-  } else {
-    Tensor seen = Tensor::empty(ctx, {(n + 3) / 4}, DType::I32);  // n bytes
-    cpu::write_rows(op, id, m, src.data(), n, cols * static_cast<int64_t>(dtype_size(dst.dtype())), dst.data(),
-                    static_cast<uint8_t*>(seen.data()));
-  }
+  on_device(
+      *ctx, op,
+      [&] {
+        Tensor seen = Tensor::empty(ctx, {(n + 3) / 4}, DType::I32);  // n bytes
+        cpu::write_rows(op, id, m, src.data(), n, cols * static_cast<int64_t>(dtype_size(dst.dtype())), dst.data(),
+                        static_cast<uint8_t*>(seen.data()));
+      },
+      [&](Stream& s) {
+        Tensor owner = Tensor::empty(ctx, {n}, DType::I32);
+        cuda::write_rows(dst.dtype(), id, m, src.data(), n, cols, dst.data(), static_cast<int32_t*>(owner.data()),
+                         s.device_error_word(), s.cuda_stream());
+      });
 }
 
 }  // namespace
@@ -81,15 +81,15 @@ Tensor gather_rows(const Tensor& x, const Tensor& idx) {
     const int64_t m = idx.dim(0), n = x.dim(0), cols = row_width(x);
     if (m == 0) return;
     const auto* id = static_cast<const int32_t*>(idx.data());
-    Context& c = *out.context();
-    if (c.device().is_cuda()) {
-#if R1V_WITH_CUDA
-      cuda::gather_rows(x.dtype(), id, m, x.data(), n, cols, out.data(), c.stream().device_error_word(),
-                        c.stream().cuda_stream());
-#endif
-    } else {
-      cpu::gather_rows(op, "idx", id, m, x.data(), n, cols * static_cast<int64_t>(dtype_size(x.dtype())), out.data());
-    }
+    on_device(
+        *out.context(), op,
+        [&] {
+          cpu::gather_rows(op, "idx", id, m, x.data(), n, cols * static_cast<int64_t>(dtype_size(x.dtype())),
+                           out.data());
+        },
+        [&](Stream& s) {
+          cuda::gather_rows(x.dtype(), id, m, x.data(), n, cols, out.data(), s.device_error_word(), s.cuda_stream());
+        });
   });
   return out;
 }
@@ -109,17 +109,18 @@ Tensor scatter_add_rows(const Tensor& src, const Tensor& idx, int64_t rows) {
     const int64_t m = idx.dim(0), cols = row_width(src);
     const auto* id = static_cast<const int32_t*>(idx.data());
     Context& c = *out.context();
-    if (c.device().is_cuda()) {
-#if R1V_WITH_CUDA
-      Tensor sum = src.dtype() == DType::F32 ? out : Tensor::empty(c.shared_from_this(), out.shape(), DType::F32);
-      cuda::fill(sum.data(), DType::F32, sum.numel(), 0.0, c.stream().cuda_stream());
-      cuda::scatter_add_rows(src.dtype(), id, m, src.data(), rows, cols, static_cast<float*>(sum.data()), out.data(),
-                             c.stream().device_error_word(), c.stream().cuda_stream());
-#endif
-    } else {
-      cpu::scatter_add_rows(op, "idx", id, m, static_cast<const float*>(src.data()), rows, cols,
-                            static_cast<float*>(out.data()));
-    }
+    on_device(
+        c, op,
+        [&] {
+          cpu::scatter_add_rows(op, "idx", id, m, static_cast<const float*>(src.data()), rows, cols,
+                                static_cast<float*>(out.data()));
+        },
+        [&](Stream& s) {
+          Tensor sum = src.dtype() == DType::F32 ? out : Tensor::empty(c.shared_from_this(), out.shape(), DType::F32);
+          cuda::fill(sum.data(), DType::F32, sum.numel(), 0.0, s.cuda_stream());
+          cuda::scatter_add_rows(src.dtype(), id, m, src.data(), rows, cols, static_cast<float*>(sum.data()),
+                                 out.data(), s.device_error_word(), s.cuda_stream());
+        });
   });
   return out;
 }
@@ -130,17 +131,10 @@ Tensor scatter_rows(const Tensor& base, const Tensor& idx, const Tensor& src) {
   auto ctx = base.context();
   Tensor out = Tensor::empty(ctx, base.shape(), base.dtype());
   enqueue_op(ctx, {base, idx, src}, {out}, [base, idx, src, out, op] {
-    Context& c = *out.context();
     if (out.nbytes() > 0) {
-      if (c.device().is_cuda()) {
-#if R1V_WITH_CUDA
-        cudaError_t err = cudaMemcpyAsync(out.data(), base.data(), out.nbytes(), cudaMemcpyDeviceToDevice,
-                                          static_cast<cudaStream_t>(c.stream().cuda_stream()));
-        if (err != cudaSuccess) fail(ErrorCode::Cuda, op, ": copying base failed: ", cudaGetErrorString(err));
-#endif
-      } else {
-        std::memcpy(out.data(), base.data(), out.nbytes());
-      }
+      on_device(
+          *out.context(), op, [&] { std::memcpy(out.data(), base.data(), out.nbytes()); },
+          [&](Stream& s) { cuda::copy_bytes(op, out.data(), base.data(), out.nbytes(), s.cuda_stream()); });
     }
     run_write_rows(op, out, idx, src);
   });

@@ -26,27 +26,4 @@ Tensor scatter_rows(const Tensor& base, const Tensor& idx, const Tensor& src);
 // In place: dst's memory (and every view of it) is written in stream order.
 void write_rows(const Tensor& dst, const Tensor& idx, const Tensor& src);
 
-namespace cpu {
-// Rows of row_bytes bytes; each throws Error(Argument) naming `op` and the index array (`index`,
-// e.g. "idx", or "ids" for embedding) before writing anything.
-void gather_rows(const char* op, const char* index, const int32_t* idx, int64_t m, const void* x, int64_t n,
-                 int64_t row_bytes, void* out);
-void scatter_add_rows(const char* op, const char* index, const int32_t* idx, int64_t m, const float* src,
-                      int64_t rows, int64_t cols, float* out);
-// seen: scratch of n bytes for the repeat check.
-void write_rows(const char* op, const int32_t* idx, int64_t m, const void* src, int64_t n, int64_t row_bytes,
-                void* dst, uint8_t* seen);
-}  // namespace cpu
-namespace cuda {
-void gather_rows(DType dtype, const int32_t* idx, int64_t m, const void* x, int64_t n, int64_t cols, void* out,
-                 int* error_word, void* stream);
-// f32_sum: a zeroed f32 [rows, cols] buffer to add into (out itself when dtype is f32),
-// converted into out afterwards otherwise.
-void scatter_add_rows(DType dtype, const int32_t* idx, int64_t m, const void* src, int64_t rows, int64_t cols,
-                      float* f32_sum, void* out, int* error_word, void* stream);
-// owner: i32 scratch [n] (which m claims each destination row).
-void write_rows(DType dtype, const int32_t* idx, int64_t m, const void* src, int64_t n, int64_t cols, void* dst,
-                int32_t* owner, int* error_word, void* stream);
-}  // namespace cuda
-
 }  // namespace r1v

@@ -1,5 +1,7 @@
 #include "gelu.h"
 
+#include "../kernels/gelu.h"
+#include "dispatch.h"
 #include "op_checks.h"
 
 namespace r1v {
@@ -10,17 +12,12 @@ Tensor gelu(const Tensor& z) {
   check_compute_dtype(op, z, "z");
   auto ctx = z.context();
   Tensor y = Tensor::empty(ctx, z.shape(), z.dtype());
-  enqueue_op(ctx, {z}, {y}, [z, y] {
+  enqueue_op(ctx, {z}, {y}, [z, y, op] {
     const int64_t n = y.numel();
     if (n == 0) return;
-    Context& c = *y.context();
-    if (c.device().is_cuda()) {
-#if R1V_WITH_CUDA
-      cuda::gelu(y.dtype(), n, z.data(), y.data(), c.stream().cuda_stream());
-#endif
-    } else {
-      cpu::gelu(n, static_cast<const float*>(z.data()), static_cast<float*>(y.data()));
-    }
+    on_device(
+        *y.context(), op, [&] { cpu::gelu(n, static_cast<const float*>(z.data()), static_cast<float*>(y.data())); },
+        [&](Stream& s) { cuda::gelu(y.dtype(), n, z.data(), y.data(), s.cuda_stream()); });
   });
   return y;
 }
@@ -36,18 +33,16 @@ Tensor gelu_backward(const Tensor& z, const Tensor& dy) {
     fail(ErrorCode::Shape, op, ": dY must have the shape of z ", shape_str(z.shape()), ", got ", shape_str(dy.shape()));
   auto ctx = z.context();
   Tensor dz = Tensor::empty(ctx, z.shape(), z.dtype());
-  enqueue_op(ctx, {z, dy}, {dz}, [z, dy, dz] {
+  enqueue_op(ctx, {z, dy}, {dz}, [z, dy, dz, op] {
     const int64_t n = dz.numel();
     if (n == 0) return;
-    Context& c = *dz.context();
-    if (c.device().is_cuda()) {
-#if R1V_WITH_CUDA
-      cuda::gelu_backward(dz.dtype(), n, z.data(), dy.data(), dz.data(), c.stream().cuda_stream());
-#endif
-    } else {
-      cpu::gelu_backward(n, static_cast<const float*>(z.data()), static_cast<const float*>(dy.data()),
-                         static_cast<float*>(dz.data()));
-    }
+    on_device(
+        *dz.context(), op,
+        [&] {
+          cpu::gelu_backward(n, static_cast<const float*>(z.data()), static_cast<const float*>(dy.data()),
+                             static_cast<float*>(dz.data()));
+        },
+        [&](Stream& s) { cuda::gelu_backward(dz.dtype(), n, z.data(), dy.data(), dz.data(), s.cuda_stream()); });
   });
   return dz;
 }

@@ -12,14 +12,4 @@ namespace r1v {
 Tensor gelu(const Tensor& z);
 Tensor gelu_backward(const Tensor& z, const Tensor& dy);
 
-// The kernels of both backends over n elements (CPU: f32; CUDA: f32/bf16/f16, f32 math).
-namespace cpu {
-void gelu(int64_t n, const float* z, float* y);
-void gelu_backward(int64_t n, const float* z, const float* dy, float* dz);
-}  // namespace cpu
-namespace cuda {
-void gelu(DType dtype, int64_t n, const void* z, void* y, void* stream);
-void gelu_backward(DType dtype, int64_t n, const void* z, const void* dy, void* dz, void* stream);
-}  // namespace cuda
-
 }  // namespace r1v

@@ -3,6 +3,9 @@
 #include <algorithm>
 
 #include "../core/thread_pool.h"
+#include "../kernels/linear_token_stats.h"
+#include "../kernels/token_stats.h"
+#include "dispatch.h"
 #include "fill.h"
 #include "matmul.h"
 #include "op_checks.h"
@@ -45,8 +48,9 @@ void check_row_coefficients(const char* op, const Tensor& t, const char* name, i
 // and the per-row statistics, and the GEMM that fills the scratch.
 class ChunkedLogits {
  public:
-  ChunkedLogits(const Tensor& hidden, const Tensor& weight, const Tensor& targets, float temperature, int64_t chunk)
-      : hidden_(hidden), weight_(weight), ctx_(hidden.context()) {
+  ChunkedLogits(const char* op, const Tensor& hidden, const Tensor& weight, const Tensor& targets, float temperature,
+                int64_t chunk)
+      : op_(op), hidden_(hidden), weight_(weight), ctx_(hidden.context()) {
     rows_ = hidden.dim(0);
     hd_ = hidden.dim(1);
     vocab_ = weight.dim(0);
@@ -97,17 +101,14 @@ class ChunkedLogits {
   void fold_all() {
     for (int64_t col0 = 0; col0 < vocab_; col0 += width_) {
       LogitsChunk c = compute(col0);
-      if (ctx_->device().is_cpu()) {
-        cpu::token_stats_fold(c, stats_, cpu_rows());
-      } else {
-#if R1V_WITH_CUDA
-        cuda::token_stats_fold(c, stats_, ctx_->stream().cuda_stream());
-#endif
-      }
+      on_device(
+          *ctx_, op_, [&] { cpu::token_stats_fold(c, stats_, cpu_rows()); },
+          [&](Stream& s) { cuda::token_stats_fold(c, stats_, s.cuda_stream()); });
     }
   }
 
  private:
+  const char* op_;
   Tensor hidden_, weight_;
   std::shared_ptr<Context> ctx_;
   int64_t rows_ = 0, hd_ = 0, vocab_ = 0, width_ = 0;
@@ -140,17 +141,14 @@ TokenStatsResult linear_token_stats(const Tensor& hidden, const Tensor& weight, 
     auto* entropy = static_cast<float*>(out.entropy.data());
     const auto* target_ids = static_cast<const int32_t*>(targets.data());
     if (ctx->device().is_cpu()) check_targets_in_range(kForward, target_ids, rows, weight.dim(0));
-    ChunkedLogits walk(hidden, weight, targets, temperature, chunk);
+    ChunkedLogits walk(kForward, hidden, weight, targets, temperature, chunk);
     walk.fold_all();
-    if (ctx->device().is_cpu()) {
-      cpu::token_stats_finish(rows, walk.stats(), logprobs, entropy);
-    } else {
-#if R1V_WITH_CUDA
-      Stream& stream = ctx->stream();
-      cuda::token_stats_finish(rows, walk.stats(), target_ids, walk.vocab(), logprobs, entropy,
-                               stream.device_error_word(), stream.cuda_stream());
-#endif
-    }
+    on_device(
+        *ctx, kForward, [&] { cpu::token_stats_finish(rows, walk.stats(), logprobs, entropy); },
+        [&](Stream& s) {
+          cuda::token_stats_finish(rows, walk.stats(), target_ids, walk.vocab(), logprobs, entropy,
+                                   s.device_error_word(), s.cuda_stream());
+        });
   });
   return out;
 }
@@ -175,22 +173,17 @@ LinearTokenStatsGradients linear_token_stats_backward(const Tensor& hidden, cons
     int64_t rows = hidden.dim(0), hd = hidden.dim(1);
     DType dtype = hidden.dtype();
     if (rows == 0) {  // no tokens: the weight gets no gradient
-      if (on_cpu) {
-        cpu::fill(out.d_weight.data(), dtype, out.d_weight.numel(), 0.0);
-      } else {
-#if R1V_WITH_CUDA
-        cuda::fill(out.d_weight.data(), dtype, out.d_weight.numel(), 0.0, ctx->stream().cuda_stream());
-#endif
-      }
+      fill_from_work(kBackward, out.d_weight, 0.0);
       return;
     }
     const auto* target_ids = static_cast<const int32_t*>(targets.data());
     if (on_cpu) check_targets_in_range(kBackward, target_ids, rows, weight.dim(0));
-    ChunkedLogits walk(hidden, weight, targets, temperature, chunk);
+    ChunkedLogits walk(kBackward, hidden, weight, targets, temperature, chunk);
     walk.fold_all();
 
     // 16-bit dHidden is summed over the chunks in f32 (acc), each chunk's product landing in
-    // `product` first; f32 accumulates in place through the GEMM epilogue.
+    // `product` first; f32 accumulates in place through the GEMM epilogue. Only CUDA computes
+    // in 16 bits, so the f32 sums below have no CPU path.
     bool sum_in_f32 = dtype != DType::F32;
     Tensor acc, product;
     if (sum_in_f32) {
@@ -202,14 +195,12 @@ LinearTokenStatsGradients linear_token_stats_backward(const Tensor& hidden, cons
     for (int64_t col0 = 0; col0 < walk.vocab(); col0 += walk.width()) {
       LogitsChunk c = walk.compute(col0);
       void* dz = walk.logits_scratch();  // the chunk's logits, overwritten by dZ
-      if (on_cpu) {
-        cpu::token_stats_gradient(c, walk.stats(), dl, de, static_cast<float*>(dz), walk.cpu_rows());
-      } else {
-#if R1V_WITH_CUDA
-        Stream& stream = ctx->stream();
-        cuda::token_stats_gradient(c, walk.stats(), dl, de, dz, stream.device_error_word(), stream.cuda_stream());
-#endif
-      }
+      on_device(
+          *ctx, kBackward,
+          [&] { cpu::token_stats_gradient(c, walk.stats(), dl, de, static_cast<float*>(dz), walk.cpu_rows()); },
+          [&](Stream& s) {
+            cuda::token_stats_gradient(c, walk.stats(), dl, de, dz, s.device_error_word(), s.cuda_stream());
+          });
       GemmProblem dh;  // dHidden (+)= dZ · W_chunk
       dh.dtype = dtype;
       dh.m = rows;
@@ -223,11 +214,12 @@ LinearTokenStatsGradients linear_token_stats_backward(const Tensor& hidden, cons
       dh.ldc = hd;
       dh.accumulate = !sum_in_f32 && col0 > 0;
       run_gemm(*ctx, dh);
-#if R1V_WITH_CUDA
-      if (sum_in_f32)
-        cuda::accumulate_f32(static_cast<float*>(acc.data()), product.data(), dtype, rows * hd, col0 == 0,
-                             ctx->stream().cuda_stream());
-#endif
+      if (sum_in_f32) {
+        on_device(*ctx, kBackward, kNoCpuWork, [&](Stream& s) {
+          cuda::accumulate_f32(static_cast<float*>(acc.data()), product.data(), dtype, rows * hd, col0 == 0,
+                               s.cuda_stream());
+        });
+      }
       GemmProblem dw;  // dW_chunk = dZᵀ · hidden
       dw.dtype = dtype;
       dw.m = c.cols;
@@ -242,11 +234,12 @@ LinearTokenStatsGradients linear_token_stats_backward(const Tensor& hidden, cons
       dw.ldc = hd;
       run_gemm(*ctx, dw);
     }
-#if R1V_WITH_CUDA
-    if (sum_in_f32)
-      cuda::store_f32_as(out.d_hidden.data(), dtype, static_cast<const float*>(acc.data()), rows * hd,
-                         ctx->stream().cuda_stream());
-#endif
+    if (sum_in_f32) {
+      on_device(*ctx, kBackward, kNoCpuWork, [&](Stream& s) {
+        cuda::store_f32_as(out.d_hidden.data(), dtype, static_cast<const float*>(acc.data()), rows * hd,
+                           s.cuda_stream());
+      });
+    }
   });
   return out;
 }

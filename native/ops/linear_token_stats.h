@@ -39,11 +39,4 @@ LinearTokenStatsGradients linear_token_stats_backward(const Tensor& hidden, cons
                                                       const Tensor& targets, const Tensor& d_logprobs,
                                                       const Tensor& d_entropy, const LinearTokenStatsOptions& options);
 
-namespace cuda {
-// acc[i] = src[i] (first) or acc[i] += src[i], src in `dtype` (bf16/f16), acc f32.
-void accumulate_f32(float* acc, const void* src, DType dtype, int64_t count, bool first, void* stream);
-// dst[i] = src[i] rounded to `dtype`.
-void store_f32_as(void* dst, DType dtype, const float* src, int64_t count, void* stream);
-}  // namespace cuda
-
 }  // namespace r1v

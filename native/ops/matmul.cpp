@@ -8,6 +8,7 @@
 #include "../core/blas.h"
 #include "../core/cpu_info.h"
 #include "../core/thread_pool.h"
+#include "dispatch.h"
 #include "op_checks.h"
 
 namespace r1v {
@@ -50,16 +51,8 @@ bool has_epilogue(const GemmProblem& p) {
   return p.bias || p.activation != Activation::None || p.pre_activation || p.accumulate;
 }
 
-}  // namespace
-
-void run_gemm(Context& ctx, const GemmProblem& p) {
-  if (p.batch == 0 || p.m == 0 || p.n == 0) return;
-  if (ctx.device().is_cuda()) {
-#if R1V_WITH_CUDA
-    cuda::gemm(ctx, p);
-#endif
-    return;
-  }
+// p on the CPU, with the backend chosen by ctx's setting.
+void run_cpu_gemm(Context& ctx, const GemmProblem& p) {
   if (!has_epilogue(p) || uses_builtin(p, ctx.cpu_gemm())) {
     run_cpu_product(p, ctx.cpu_gemm());  // the built-in kernel fuses the epilogue
     return;
@@ -83,6 +76,13 @@ void run_gemm(Context& ctx, const GemmProblem& p) {
   product.accumulate = false;
   run_cpu_product(product, ctx.cpu_gemm());
   cpu::gemm_epilogue(p, static_cast<const float*>(product.c));
+}
+
+}  // namespace
+
+void run_gemm(Context& ctx, const GemmProblem& p) {
+  if (p.batch == 0 || p.m == 0 || p.n == 0) return;
+  on_device(ctx, "gemm", [&] { run_cpu_gemm(ctx, p); }, [&](Stream&) { cuda::gemm(ctx, p); });
 }
 
 Tensor matmul(const Tensor& a, const Tensor& b, const MatmulOptions& options) {

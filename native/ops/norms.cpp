@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "../kernels/norms.h"
+#include "dispatch.h"
 #include "fill.h"
 #include "op_checks.h"
 
@@ -55,49 +57,35 @@ void check_dy(const char* op, const Tensor& dy, const Tensor& x) {
   check_shape(op, dy, "dY", x.shape());
 }
 
-bool on_cuda(const Context& ctx) { return ctx.device().is_cuda(); }
-
-void forward(Context& ctx, const NormShape& s, const Tensor& x, const Tensor& weight, const void* bias, const Tensor& y,
-             float* mean, float* rstd) {
+void forward(const char* op, Context& ctx, const NormShape& s, const Tensor& x, const Tensor& weight, const void* bias,
+             const Tensor& y, float* mean, float* rstd) {
   if (s.rows == 0) return;
-  if (on_cuda(ctx)) {
-#if R1V_WITH_CUDA
-    cuda::norm_forward(s, x.data(), weight.data(), bias, y.data(), mean, rstd, ctx.stream().cuda_stream());
-#endif
-  } else {
-    cpu::norm_forward(s, x.data(), weight.data(), bias, y.data(), mean, rstd);
-  }
+  on_device(
+      ctx, op, [&] { cpu::norm_forward(s, x.data(), weight.data(), bias, y.data(), mean, rstd); },
+      [&](Stream& stream) {
+        cuda::norm_forward(s, x.data(), weight.data(), bias, y.data(), mean, rstd, stream.cuda_stream());
+      });
 }
 
-void zero(Context& ctx, const Tensor& t) {
-  if (on_cuda(ctx)) {
-#if R1V_WITH_CUDA
-    cuda::fill(t.data(), t.dtype(), t.numel(), 0.0, ctx.stream().cuda_stream());
-#endif
-  } else {
-    cpu::fill(t.data(), t.dtype(), t.numel(), 0.0);
-  }
-}
-
-void backward(Context& ctx, const NormShape& s, const Tensor& x, const Tensor& weight, const float* mean,
-              const Tensor& rstd, const Tensor& dy, const Tensor& dx, const Tensor& d_weight, const Tensor* d_bias) {
+void backward(const char* op, Context& ctx, const NormShape& s, const Tensor& x, const Tensor& weight,
+              const float* mean, const Tensor& rstd, const Tensor& dy, const Tensor& dx, const Tensor& d_weight,
+              const Tensor* d_bias) {
   if (s.rows == 0) {  // sums over no rows
-    zero(ctx, d_weight);
-    if (d_bias) zero(ctx, *d_bias);
+    fill_from_work(op, d_weight, 0.0);
+    if (d_bias) fill_from_work(op, *d_bias, 0.0);
     return;
   }
   Tensor workspace = Tensor::empty(ctx.shared_from_this(), {norm_workspace_floats(s, d_bias ? 2 : 1)}, DType::F32);
   auto* ws = static_cast<float*>(workspace.data());
   void* db = d_bias ? d_bias->data() : nullptr;
   const auto* r = static_cast<const float*>(rstd.data());
-  if (on_cuda(ctx)) {
-#if R1V_WITH_CUDA
-    cuda::norm_backward(s, x.data(), weight.data(), mean, r, dy.data(), dx.data(), d_weight.data(), db, ws,
-                        ctx.stream().cuda_stream());
-#endif
-  } else {
-    cpu::norm_backward(s, x.data(), weight.data(), mean, r, dy.data(), dx.data(), d_weight.data(), db, ws);
-  }
+  on_device(
+      ctx, op,
+      [&] { cpu::norm_backward(s, x.data(), weight.data(), mean, r, dy.data(), dx.data(), d_weight.data(), db, ws); },
+      [&](Stream& stream) {
+        cuda::norm_backward(s, x.data(), weight.data(), mean, r, dy.data(), dx.data(), d_weight.data(), db, ws,
+                            stream.cuda_stream());
+      });
 }
 
 }  // namespace
@@ -108,8 +96,8 @@ RmsNormResult rms_norm(const Tensor& x, const Tensor& weight, double eps) {
   s.eps = check_eps(op, eps);
   auto ctx = x.context();
   RmsNormResult r{Tensor::empty(ctx, x.shape(), s.dtype), Tensor::empty(ctx, stats_shape(x), DType::F32)};
-  enqueue_op(ctx, {x, weight}, {r.y, r.rstd}, [x, weight, r, s] {
-    forward(*x.context(), s, x, weight, nullptr, r.y, nullptr, static_cast<float*>(r.rstd.data()));
+  enqueue_op(ctx, {x, weight}, {r.y, r.rstd}, [op, x, weight, r, s] {
+    forward(op, *x.context(), s, x, weight, nullptr, r.y, nullptr, static_cast<float*>(r.rstd.data()));
   });
   return r;
 }
@@ -121,8 +109,8 @@ LayerNormResult layer_norm(const Tensor& x, const Tensor& weight, const Tensor& 
   auto ctx = x.context();
   LayerNormResult r{Tensor::empty(ctx, x.shape(), s.dtype), Tensor::empty(ctx, stats_shape(x), DType::F32),
                     Tensor::empty(ctx, stats_shape(x), DType::F32)};
-  enqueue_op(ctx, {x, weight, bias}, {r.y, r.mean, r.rstd}, [x, weight, bias, r, s] {
-    forward(*x.context(), s, x, weight, bias.data(), r.y, static_cast<float*>(r.mean.data()),
+  enqueue_op(ctx, {x, weight, bias}, {r.y, r.mean, r.rstd}, [op, x, weight, bias, r, s] {
+    forward(op, *x.context(), s, x, weight, bias.data(), r.y, static_cast<float*>(r.mean.data()),
             static_cast<float*>(r.rstd.data()));
   });
   return r;
@@ -135,8 +123,8 @@ RmsNormGradients rms_norm_backward(const Tensor& x, const Tensor& weight, const 
   check_dy(op, dy, x);
   auto ctx = x.context();
   RmsNormGradients g{Tensor::empty(ctx, x.shape(), s.dtype), Tensor::empty(ctx, weight.shape(), s.dtype)};
-  enqueue_op(ctx, {x, weight, rstd, dy}, {g.dx, g.d_weight}, [x, weight, rstd, dy, g, s] {
-    backward(*x.context(), s, x, weight, nullptr, rstd, dy, g.dx, g.d_weight, nullptr);
+  enqueue_op(ctx, {x, weight, rstd, dy}, {g.dx, g.d_weight}, [op, x, weight, rstd, dy, g, s] {
+    backward(op, *x.context(), s, x, weight, nullptr, rstd, dy, g.dx, g.d_weight, nullptr);
   });
   return g;
 }
@@ -151,8 +139,9 @@ LayerNormGradients layer_norm_backward(const Tensor& x, const Tensor& weight, co
   auto ctx = x.context();
   LayerNormGradients g{Tensor::empty(ctx, x.shape(), s.dtype), Tensor::empty(ctx, weight.shape(), s.dtype),
                        Tensor::empty(ctx, weight.shape(), s.dtype)};
-  enqueue_op(ctx, {x, weight, mean, rstd, dy}, {g.dx, g.d_weight, g.d_bias}, [x, weight, mean, rstd, dy, g, s] {
-    backward(*x.context(), s, x, weight, static_cast<const float*>(mean.data()), rstd, dy, g.dx, g.d_weight, &g.d_bias);
+  enqueue_op(ctx, {x, weight, mean, rstd, dy}, {g.dx, g.d_weight, g.d_bias}, [op, x, weight, mean, rstd, dy, g, s] {
+    backward(op, *x.context(), s, x, weight, static_cast<const float*>(mean.data()), rstd, dy, g.dx, g.d_weight,
+             &g.d_bias);
   });
   return g;
 }

@@ -1,5 +1,7 @@
 #include "patchify.h"
 
+#include "../kernels/patchify.h"
+#include "dispatch.h"
 #include "op_checks.h"
 
 namespace r1v {
@@ -18,15 +20,15 @@ void check_multiple(const char* op, const char* what, int64_t size, int64_t patc
 void enqueue_permutation(const Tensor& src, const Tensor& dst, const PatchGrid& g, bool forward) {
   enqueue_op(src.context(), {src}, {dst}, [src, dst, g, forward] {
     if (dst.numel() == 0) return;
-    Context& c = *dst.context();
-    if (c.device().is_cuda()) {
-#if R1V_WITH_CUDA
-      (forward ? cuda::patchify : cuda::unpatchify)(dst.dtype(), g, src.data(), dst.data(), c.stream().cuda_stream());
-#endif
-    } else {
-      (forward ? cpu::patchify : cpu::unpatchify)(g, static_cast<const float*>(src.data()),
-                                                  static_cast<float*>(dst.data()));
-    }
+    on_device(
+        *dst.context(), forward ? "patchify" : "unpatchify",
+        [&] {
+          (forward ? cpu::patchify : cpu::unpatchify)(g, static_cast<const float*>(src.data()),
+                                                      static_cast<float*>(dst.data()));
+        },
+        [&](Stream& s) {
+          (forward ? cuda::patchify : cuda::unpatchify)(dst.dtype(), g, src.data(), dst.data(), s.cuda_stream());
+        });
   });
 }
 

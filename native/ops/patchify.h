@@ -12,24 +12,9 @@
 
 namespace r1v {
 
-// The geometry of one patchify: pixels [n, channels, height, width], square patches of side `patch`.
-struct PatchGrid {
-  int64_t n, channels, height, width, patch;
-};
-
 // Validate (pixels 4-D with height and width multiples of patch ≥ 1), allocate and enqueue.
 Tensor patchify(const Tensor& pixels, int64_t patch);
 // patches [N, (height/patch)·(width/patch), channels·patch²] → pixels [N, channels, height, width].
 Tensor unpatchify(const Tensor& patches, int64_t channels, int64_t height, int64_t width, int64_t patch);
-
-// The kernels of both backends (CPU: f32; CUDA: f32/bf16/f16, bit-exact copies).
-namespace cpu {
-void patchify(const PatchGrid& g, const float* pixels, float* patches);
-void unpatchify(const PatchGrid& g, const float* patches, float* pixels);
-}  // namespace cpu
-namespace cuda {
-void patchify(DType dtype, const PatchGrid& g, const void* pixels, void* patches, void* stream);
-void unpatchify(DType dtype, const PatchGrid& g, const void* patches, void* pixels, void* stream);
-}  // namespace cuda
 
 }  // namespace r1v

@@ -1,5 +1,8 @@
 #include "randn.h"
 
+#include "../kernels/randn.h"
+#include "dispatch.h"
+
 namespace r1v {
 
 Tensor randn(const std::shared_ptr<Context>& ctx, const Shape& shape, DType dtype, std::optional<uint64_t> seed) {
@@ -9,13 +12,9 @@ Tensor randn(const std::shared_ptr<Context>& ctx, const Shape& shape, DType dtyp
   // The offset is its own counter word, so one step per call gives every call fresh numbers.
   uint64_t offset = seed ? 0 : ctx->next_rng_offset(1);
   enqueue_op(ctx, {}, {t}, [t, key, offset] {
-    if (t.device().is_cpu()) {
-      cpu::randn(t.data(), t.dtype(), t.numel(), key, offset);
-    } else {
-#if R1V_WITH_CUDA
-      cuda::randn(t.data(), t.dtype(), t.numel(), key, offset, t.context()->stream().cuda_stream());
-#endif
-    }
+    on_device(
+        *t.context(), "randn", [&] { cpu::randn(t.data(), t.dtype(), t.numel(), key, offset); },
+        [&](Stream& s) { cuda::randn(t.data(), t.dtype(), t.numel(), key, offset, s.cuda_stream()); });
   });
   return t;
 }

@@ -11,11 +11,4 @@ namespace r1v {
 // With a seed: (seed, offset 0). Without: the engine's seed and its next offset.
 Tensor randn(const std::shared_ptr<Context>& ctx, const Shape& shape, DType dtype, std::optional<uint64_t> seed);
 
-namespace cpu {
-void randn(void* data, DType dtype, int64_t count, uint64_t seed, uint64_t offset);
-}
-namespace cuda {
-void randn(void* data, DType dtype, int64_t count, uint64_t seed, uint64_t offset, void* stream);
-}
-
 }  // namespace r1v

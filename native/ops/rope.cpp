@@ -3,6 +3,8 @@
 #include <cmath>
 
 #include "../core/thread_pool.h"
+#include "../kernels/rope.h"
+#include "dispatch.h"
 #include "op_checks.h"
 
 namespace r1v {
@@ -35,22 +37,21 @@ RopeShape check_inputs(const char* op, const Tensor& x, const char* x_name, cons
   return s;
 }
 
-Tensor rotate(const Tensor& x, const Tensor& positions, const RopeShape& s) {
+Tensor rotate(const char* op, const Tensor& x, const Tensor& positions, const RopeShape& s) {
   auto ctx = x.context();
   Tensor y = Tensor::empty(ctx, x.shape(), s.dtype);
-  enqueue_op(ctx, {x, positions}, {y}, [x, positions, y, s] {
+  enqueue_op(ctx, {x, positions}, {y}, [op, x, positions, y, s] {
     if (x.numel() == 0) return;
     Context& c = *x.context();
     const auto* pos = static_cast<const int32_t*>(positions.data());
-    if (c.device().is_cuda()) {
-#if R1V_WITH_CUDA
-      cuda::rope(s, x.data(), pos, y.data(), c.stream().cuda_stream());
-#endif
-    } else {
-      // cos and sin of one token's D/2 angles, per thread
-      Tensor scratch = Tensor::empty(c.shared_from_this(), {ThreadPool::global().num_threads(), s.dim}, DType::F32);
-      cpu::rope(s, x.data(), pos, y.data(), static_cast<float*>(scratch.data()));
-    }
+    on_device(
+        c, op,
+        [&] {
+          // cos and sin of one token's D/2 angles, per thread
+          Tensor scratch = Tensor::empty(c.shared_from_this(), {ThreadPool::global().num_threads(), s.dim}, DType::F32);
+          cpu::rope(s, x.data(), pos, y.data(), static_cast<float*>(scratch.data()));
+        },
+        [&](Stream& stream) { cuda::rope(s, x.data(), pos, y.data(), stream.cuda_stream()); });
   });
   return y;
 }
@@ -59,13 +60,13 @@ Tensor rotate(const Tensor& x, const Tensor& positions, const RopeShape& s) {
 
 Tensor rope(const Tensor& x, const Tensor& positions, const RopeOptions& options) {
   RopeShape s = check_inputs("rope", x, "x", positions, options);
-  return rotate(x, positions, s);
+  return rotate("rope", x, positions, s);
 }
 
 Tensor rope_backward(const Tensor& dy, const Tensor& positions, const RopeOptions& options) {
   RopeShape s = check_inputs("ropeBackward", dy, "dY", positions, options);
   s.sin_sign = -1.f;
-  return rotate(dy, positions, s);
+  return rotate("ropeBackward", dy, positions, s);
 }
 
 }  // namespace r1v

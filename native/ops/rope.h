@@ -20,19 +20,4 @@ struct RopeOptions {
 Tensor rope(const Tensor& x, const Tensor& positions, const RopeOptions& options);
 Tensor rope_backward(const Tensor& dy, const Tensor& positions, const RopeOptions& options);
 
-struct RopeShape {
-  DType dtype = DType::F32;
-  int64_t tokens = 0, heads = 0, dim = 0;
-  double theta = 0;
-  float sin_sign = 1.f;  // +1 rotates by +a (forward), −1 by −a (backward)
-};
-
-// The kernels of both backends (CPU: f32; CUDA: f32/bf16/f16, f32 math): y from x as above.
-namespace cpu {
-void rope(const RopeShape& s, const void* x, const int32_t* positions, void* y, float* cos_sin_scratch);
-}
-namespace cuda {
-void rope(const RopeShape& s, const void* x, const int32_t* positions, void* y, void* stream);
-}
-
 }  // namespace r1v

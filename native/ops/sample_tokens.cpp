@@ -4,6 +4,9 @@
 #include <memory>
 
 #include "../core/thread_pool.h"
+#include "../kernels/sample_tokens.h"
+#include "../kernels/token_stats.h"
+#include "dispatch.h"
 #include "op_checks.h"
 #include "token_stats.h"
 
@@ -93,33 +96,34 @@ SampleTokensResult sample_tokens(const Tensor& logits, const SampleTokensOptions
     RowStats st = row_stats_in(stats);
     auto* logprobs = static_cast<float*>(out.logprobs.data());
     auto* entropy = static_cast<float*>(out.entropy.data());
-    if (ctx->device().is_cpu()) {
-      p.seeds = seeds->data();
-      p.offsets = offsets->data();
-      p.banned_mask = mask->empty() ? nullptr : mask->data();
-      const int64_t per_thread = cpu::sample_tokens_scratch_floats(p.vocab);
-      Tensor scratch = Tensor::empty(ctx, {ThreadPool::global().num_threads(), per_thread}, DType::F32);
-      auto* scratch_data = static_cast<float*>(scratch.data());
-      cpu::sample_tokens(p, scratch_data);
-      for (int64_t r = 0; r < p.rows; ++r) {
-        if (p.tokens[r] < 0)
-          fail(ErrorCode::Argument, kOp, ": row ", r, " has nothing to sample (every token is banned, or its logits are −inf or NaN)");
-      }
-      cpu::token_stats_fold(chunk, st, scratch_data);  // needs vocab floats per thread: scratch has more
-      cpu::token_stats_finish(p.rows, st, logprobs, entropy);
-    } else {
-#if R1V_WITH_CUDA
-      p.seeds = static_cast<const uint64_t*>(seeds_dev.data());
-      p.offsets = static_cast<const int32_t*>(offsets_dev.data());
-      p.banned_mask = mask_dev.defined() ? static_cast<const uint32_t*>(mask_dev.data()) : nullptr;
-      Stream& stream = ctx->stream();
-      cuda::sample_tokens(p, stream.device_error_word(), stream.cuda_stream());
-      // A −1 token (nothing to sample) already set the error word, which keeps the first code.
-      cuda::token_stats_fold(chunk, st, stream.cuda_stream());
-      cuda::token_stats_finish(p.rows, st, p.tokens, p.vocab, logprobs, entropy, stream.device_error_word(),
-                               stream.cuda_stream());
-#endif
-    }
+    on_device(
+        *ctx, kOp,
+        [&] {
+          p.seeds = seeds->data();
+          p.offsets = offsets->data();
+          p.banned_mask = mask->empty() ? nullptr : mask->data();
+          const int64_t per_thread = cpu::sample_tokens_scratch_floats(p.vocab);
+          Tensor scratch = Tensor::empty(ctx, {ThreadPool::global().num_threads(), per_thread}, DType::F32);
+          auto* scratch_data = static_cast<float*>(scratch.data());
+          cpu::sample_tokens(p, scratch_data);
+          for (int64_t r = 0; r < p.rows; ++r) {
+            if (p.tokens[r] < 0)
+              fail(ErrorCode::Argument, kOp, ": row ", r,
+                   " has nothing to sample (every token is banned, or its logits are −inf or NaN)");
+          }
+          cpu::token_stats_fold(chunk, st, scratch_data);  // needs vocab floats per thread: scratch has more
+          cpu::token_stats_finish(p.rows, st, logprobs, entropy);
+        },
+        [&](Stream& s) {
+          p.seeds = static_cast<const uint64_t*>(seeds_dev.data());
+          p.offsets = static_cast<const int32_t*>(offsets_dev.data());
+          p.banned_mask = mask_dev.defined() ? static_cast<const uint32_t*>(mask_dev.data()) : nullptr;
+          cuda::sample_tokens(p, s.device_error_word(), s.cuda_stream());
+          // A −1 token (nothing to sample) already set the error word, which keeps the first code.
+          cuda::token_stats_fold(chunk, st, s.cuda_stream());
+          cuda::token_stats_finish(p.rows, st, p.tokens, p.vocab, logprobs, entropy, s.device_error_word(),
+                                   s.cuda_stream());
+        });
   });
   return out;
 }

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <string>
 
+#include "../kernels/sum_of_squares.h"
+#include "dispatch.h"
 #include "op_checks.h"
 
 namespace r1v {
@@ -27,16 +29,14 @@ Tensor sum_of_squares(const std::vector<Tensor>& tensors) {
     for (const Tensor& t : tensors) inputs.push_back({t.dtype(), t.data(), t.numel()});
     auto* result = static_cast<float*>(out.data());
     const auto& ctx = out.context();
-    if (ctx->device().is_cpu()) {
-      cpu::sum_of_squares(inputs, result);
-    } else {
-#if R1V_WITH_CUDA
-      // f64 partials, held as pairs of i32 (the scratch only needs the bytes).
-      int64_t partials = std::max<int64_t>(1, cuda::partials_needed(inputs));
-      Tensor scratch = Tensor::empty(ctx, {2 * partials}, DType::I32);
-      cuda::sum_of_squares(inputs, static_cast<double*>(scratch.data()), result, ctx->stream().cuda_stream());
-#endif
-    }
+    on_device(
+        *ctx, kOp, [&] { cpu::sum_of_squares(inputs, result); },
+        [&](Stream& s) {
+          // f64 partials, held as pairs of i32 (the scratch only needs the bytes).
+          int64_t partials = std::max<int64_t>(1, cuda::partials_needed(inputs));
+          Tensor scratch = Tensor::empty(ctx, {2 * partials}, DType::I32);
+          cuda::sum_of_squares(inputs, static_cast<double*>(scratch.data()), result, s.cuda_stream());
+        });
   });
   return out;
 }

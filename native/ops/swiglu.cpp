@@ -1,5 +1,7 @@
 #include "swiglu.h"
 
+#include "../kernels/swiglu.h"
+#include "dispatch.h"
 #include "op_checks.h"
 
 namespace r1v {
@@ -28,18 +30,16 @@ Tensor swiglu(const Tensor& gate, const Tensor& up) {
   check_like(op, up, "up", gate);
   auto ctx = gate.context();
   Tensor y = Tensor::empty(ctx, gate.shape(), gate.dtype());
-  enqueue_op(ctx, {gate, up}, {y}, [gate, up, y] {
+  enqueue_op(ctx, {gate, up}, {y}, [gate, up, y, op] {
     const int64_t n = y.numel();
     if (n == 0) return;
-    Context& c = *y.context();
-    if (c.device().is_cuda()) {
-#if R1V_WITH_CUDA
-      cuda::swiglu(y.dtype(), n, gate.data(), up.data(), y.data(), c.stream().cuda_stream());
-#endif
-    } else {
-      cpu::swiglu(n, static_cast<const float*>(gate.data()), static_cast<const float*>(up.data()),
-                  static_cast<float*>(y.data()));
-    }
+    on_device(
+        *y.context(), op,
+        [&] {
+          cpu::swiglu(n, static_cast<const float*>(gate.data()), static_cast<const float*>(up.data()),
+                      static_cast<float*>(y.data()));
+        },
+        [&](Stream& s) { cuda::swiglu(y.dtype(), n, gate.data(), up.data(), y.data(), s.cuda_stream()); });
   });
   return y;
 }
@@ -51,20 +51,20 @@ SwigluGradients swiglu_backward(const Tensor& gate, const Tensor& up, const Tens
   check_like(op, dy, "dY", gate);
   auto ctx = gate.context();
   SwigluGradients g{Tensor::empty(ctx, gate.shape(), gate.dtype()), Tensor::empty(ctx, gate.shape(), gate.dtype())};
-  enqueue_op(ctx, {gate, up, dy}, {g.d_gate, g.d_up}, [gate, up, dy, g] {
+  enqueue_op(ctx, {gate, up, dy}, {g.d_gate, g.d_up}, [gate, up, dy, g, op] {
     const int64_t n = gate.numel();
     if (n == 0) return;
-    Context& c = *gate.context();
-    if (c.device().is_cuda()) {
-#if R1V_WITH_CUDA
-      cuda::swiglu_backward(gate.dtype(), n, gate.data(), up.data(), dy.data(), g.d_gate.data(), g.d_up.data(),
-                            c.stream().cuda_stream());
-#endif
-    } else {
-      cpu::swiglu_backward(n, static_cast<const float*>(gate.data()), static_cast<const float*>(up.data()),
-                           static_cast<const float*>(dy.data()), static_cast<float*>(g.d_gate.data()),
-                           static_cast<float*>(g.d_up.data()));
-    }
+    on_device(
+        *gate.context(), op,
+        [&] {
+          cpu::swiglu_backward(n, static_cast<const float*>(gate.data()), static_cast<const float*>(up.data()),
+                               static_cast<const float*>(dy.data()), static_cast<float*>(g.d_gate.data()),
+                               static_cast<float*>(g.d_up.data()));
+        },
+        [&](Stream& s) {
+          cuda::swiglu_backward(gate.dtype(), n, gate.data(), up.data(), dy.data(), g.d_gate.data(), g.d_up.data(),
+                                s.cuda_stream());
+        });
   });
   return g;
 }

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "../core/thread_pool.h"
+#include "dispatch.h"
 #include "op_checks.h"
 
 namespace r1v {
@@ -88,19 +89,19 @@ TokenStatsResult token_stats(const Tensor& logits, const Tensor& targets, const 
     RowStats st = row_stats_in(stats);
     auto* logprobs = static_cast<float*>(out.logprobs.data());
     auto* entropy = static_cast<float*>(out.entropy.data());
-    if (ctx->device().is_cpu()) {
-      check_targets_in_range(kForward, chunk.targets, chunk.rows, chunk.vocab);
-      Tensor scratch = cpu_row_scratch(ctx, chunk.cols);
-      cpu::token_stats_fold(chunk, st, static_cast<float*>(scratch.data()));
-      cpu::token_stats_finish(chunk.rows, st, logprobs, entropy);
-    } else {
-#if R1V_WITH_CUDA
-      Stream& stream = ctx->stream();
-      cuda::token_stats_fold(chunk, st, stream.cuda_stream());
-      cuda::token_stats_finish(chunk.rows, st, chunk.targets, chunk.vocab, logprobs, entropy,
-                               stream.device_error_word(), stream.cuda_stream());
-#endif
-    }
+    on_device(
+        *ctx, kForward,
+        [&] {
+          check_targets_in_range(kForward, chunk.targets, chunk.rows, chunk.vocab);
+          Tensor scratch = cpu_row_scratch(ctx, chunk.cols);
+          cpu::token_stats_fold(chunk, st, static_cast<float*>(scratch.data()));
+          cpu::token_stats_finish(chunk.rows, st, logprobs, entropy);
+        },
+        [&](Stream& s) {
+          cuda::token_stats_fold(chunk, st, s.cuda_stream());
+          cuda::token_stats_finish(chunk.rows, st, chunk.targets, chunk.vocab, logprobs, entropy, s.device_error_word(),
+                                   s.cuda_stream());
+        });
   });
   return out;
 }
@@ -126,20 +127,19 @@ Tensor token_stats_backward(const Tensor& logits, const Tensor& targets, const T
     RowStats st = row_stats_in(stats);
     const auto* dl = static_cast<const float*>(d_logprobs.data());
     const auto* de = static_cast<const float*>(d_entropy.data());
-    if (ctx->device().is_cpu()) {
-      check_targets_in_range(kBackward, chunk.targets, chunk.rows, chunk.vocab);
-      Tensor scratch = cpu_row_scratch(ctx, chunk.cols);
-      auto* rows_scratch = static_cast<float*>(scratch.data());
-      cpu::token_stats_fold(chunk, st, rows_scratch);
-      cpu::token_stats_gradient(chunk, st, dl, de, static_cast<float*>(d_logits.data()), rows_scratch);
-    } else {
-#if R1V_WITH_CUDA
-      Stream& stream = ctx->stream();
-      cuda::token_stats_fold(chunk, st, stream.cuda_stream());
-      cuda::token_stats_gradient(chunk, st, dl, de, d_logits.data(), stream.device_error_word(),
-                                 stream.cuda_stream());
-#endif
-    }
+    on_device(
+        *ctx, kBackward,
+        [&] {
+          check_targets_in_range(kBackward, chunk.targets, chunk.rows, chunk.vocab);
+          Tensor scratch = cpu_row_scratch(ctx, chunk.cols);
+          auto* rows_scratch = static_cast<float*>(scratch.data());
+          cpu::token_stats_fold(chunk, st, rows_scratch);
+          cpu::token_stats_gradient(chunk, st, dl, de, static_cast<float*>(d_logits.data()), rows_scratch);
+        },
+        [&](Stream& s) {
+          cuda::token_stats_fold(chunk, st, s.cuda_stream());
+          cuda::token_stats_gradient(chunk, st, dl, de, d_logits.data(), s.device_error_word(), s.cuda_stream());
+        });
   });
   return d_logits;
 }

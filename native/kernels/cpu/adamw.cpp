@@ -11,7 +11,7 @@
 
 #include "../../core/cpu_info.h"
 #include "../../core/thread_pool.h"
-#include "../../ops/adamw.h"
+#include "../adamw.h"
 
 namespace r1v::cpu {
 

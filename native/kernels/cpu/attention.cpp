@@ -13,7 +13,7 @@
 
 #include "../../core/cpu_info.h"
 #include "../../core/thread_pool.h"
-#include "../../ops/attention.h"
+#include "../attention.h"
 #include "vec_math.h"
 
 #if defined(__x86_64__)

@@ -1,7 +1,7 @@
 #include <algorithm>
 
 #include "../../core/thread_pool.h"
-#include "../../ops/broadcast_arith.h"
+#include "../broadcast_arith.h"
 #include "vec_math.h"
 
 namespace r1v::cpu {

@@ -2,7 +2,7 @@
 
 #include "../../core/dtype.h"
 #include "../../core/thread_pool.h"
-#include "../../ops/cast.h"
+#include "../cast.h"
 
 namespace r1v::cpu {
 

@@ -8,7 +8,7 @@
 #include <cmath>
 
 #include "../../core/thread_pool.h"
-#include "../../ops/connector.h"
+#include "../connector.h"
 #include "vec_math.h"
 
 namespace r1v::cpu {

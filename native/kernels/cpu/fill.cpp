@@ -1,5 +1,5 @@
 // CPU fill: every element set to one value, converted once to the element type.
-#include "../../ops/fill.h"
+#include "../fill.h"
 
 #include <algorithm>
 #include <cmath>

@@ -3,7 +3,7 @@
 
 #include "../../core/error.h"
 #include "../../core/thread_pool.h"
-#include "../../ops/gather_rows.h"
+#include "../gather_rows.h"
 #include "vec_math.h"
 
 namespace r1v::cpu {

@@ -1,7 +1,7 @@
 #include <cmath>
 
 #include "../../core/thread_pool.h"
-#include "../../ops/gelu.h"
+#include "../gelu.h"
 
 namespace r1v::cpu {
 

@@ -6,7 +6,7 @@
 // x86 paths are compiled with target attributes, so no -march flag is needed. The
 // epilogue (bias, pre-activation copy, activation, accumulate) runs on each tile as the
 // last k block writes it out, while the tile is still in registers / L1.
-#include "../../ops/matmul.h"
+#include "../matmul.h"
 
 #include <algorithm>
 #include <cmath>

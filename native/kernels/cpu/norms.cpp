@@ -3,7 +3,7 @@
 // and portable code (picked from cpu_info().isa, like vec_math). Parameter gradients go
 // through per-block partials (blocks of kNormRowsPerPartial rows) added in block order, so
 // they do not depend on the thread count.
-#include "../../ops/norms.h"
+#include "../norms.h"
 
 #include <algorithm>
 #include <cmath>

@@ -1,6 +1,6 @@
 // CPU patchify / unpatchify: parallel over rows of patches (n, i); within a row every (j, c, u)
 // moves one contiguous run of p pixels (v = 0..p−1), which is contiguous on both sides.
-#include "../../ops/patchify.h"
+#include "../patchify.h"
 
 #include <algorithm>
 #include <cstring>

@@ -1,7 +1,7 @@
 // CPU randn: Philox4x32-10 + Box-Muller. Element i uses counter block i/4 at `offset`;
 // lanes 0,1 of a block come from words (0,1), lanes 2,3 from words (2,3), cos then sin.
 // kernels/cuda/randn.cu computes the same thing; keep the two in step.
-#include "../../ops/randn.h"
+#include "../randn.h"
 
 #include <cmath>
 #include <cstdint>

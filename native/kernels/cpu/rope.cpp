@@ -1,7 +1,7 @@
 #include <cmath>
 
 #include "../../core/thread_pool.h"
-#include "../../ops/rope.h"
+#include "../rope.h"
 #include "vec_math.h"
 
 namespace r1v::cpu {

@@ -9,7 +9,7 @@
 #include <limits>
 
 #include "../../core/thread_pool.h"
-#include "../../ops/sample_tokens.h"
+#include "../sample_tokens.h"
 #include "vec_math.h"
 
 namespace r1v::cpu {

@@ -5,7 +5,7 @@
 #include <vector>
 
 #include "../../core/thread_pool.h"
-#include "../../ops/sum_of_squares.h"
+#include "../sum_of_squares.h"
 
 namespace r1v::cpu {
 

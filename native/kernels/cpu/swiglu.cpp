@@ -1,5 +1,5 @@
 #include "../../core/thread_pool.h"
-#include "../../ops/swiglu.h"
+#include "../swiglu.h"
 #include "vec_math.h"
 
 namespace r1v::cpu {

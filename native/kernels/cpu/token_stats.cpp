@@ -6,7 +6,7 @@
 #include <limits>
 
 #include "../../core/thread_pool.h"
-#include "../../ops/token_stats.h"
+#include "../token_stats.h"
 #include "vec_math.h"
 
 namespace r1v::cpu {

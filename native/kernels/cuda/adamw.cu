@@ -5,7 +5,7 @@
 #include <climits>
 #include <vector>
 
-#include "../../ops/adamw.h"
+#include "../adamw.h"
 #include "cuda_common.cuh"
 
 namespace r1v::cuda {

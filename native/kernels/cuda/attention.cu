@@ -20,7 +20,7 @@
 
 #include "../../core/dtype.h"
 #include "../../core/error.h"
-#include "../../ops/attention.h"
+#include "../attention.h"
 #include "cuda_common.cuh"
 
 namespace r1v::cuda {

@@ -1,7 +1,7 @@
 // CUDA elementwise glue: grid-stride loops with f32 math; column sums as f32 partials per
 // row chunk (threads of a block on consecutive columns, so loads coalesce) followed by the
 // in-order sum of the chunks (deterministic, no atomics).
-#include "../../ops/broadcast_arith.h"
+#include "../broadcast_arith.h"
 #include "cuda_common.cuh"
 
 namespace r1v::cuda {

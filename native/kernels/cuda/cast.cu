@@ -1,5 +1,6 @@
-// CUDA cast: one grid-stride pass, each element through f32 (round to nearest even on store).
-#include "../../ops/cast.h"
+// CUDA cast: one grid-stride pass, each element through f32 (round to nearest even on store);
+// same-dtype copies are one cudaMemcpyAsync.
+#include "../cast.h"
 #include "cuda_common.cuh"
 
 namespace r1v::cuda {
@@ -28,6 +29,11 @@ void cast(DType from, const void* x, int64_t n, DType to, void* out, void* strea
       check_launch("cast");
     });
   });
+}
+
+void copy_bytes(const char* op, void* dst, const void* src, size_t bytes, void* stream) {
+  cudaError_t err = cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, static_cast<cudaStream_t>(stream));
+  if (err != cudaSuccess) fail(ErrorCode::Cuda, op, ": device copy failed: ", cudaGetErrorString(err));
 }
 
 }  // namespace r1v::cuda

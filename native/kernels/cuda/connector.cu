@@ -8,7 +8,7 @@
 #include <algorithm>
 #include <cstdint>
 
-#include "../../ops/connector.h"
+#include "../connector.h"
 #include "cuda_common.cuh"
 
 namespace r1v::cuda {

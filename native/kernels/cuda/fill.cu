@@ -9,7 +9,7 @@
 
 #include "../../core/dtype.h"
 #include "../../core/error.h"
-#include "../../ops/fill.h"
+#include "../fill.h"
 #include "cuda_common.cuh"
 
 namespace r1v::cuda {

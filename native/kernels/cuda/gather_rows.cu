@@ -7,7 +7,7 @@
 #include <type_traits>
 
 #include "../../core/device_error.h"
-#include "../../ops/gather_rows.h"
+#include "../gather_rows.h"
 #include "cuda_common.cuh"
 
 namespace r1v::cuda {

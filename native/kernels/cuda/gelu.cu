@@ -1,5 +1,5 @@
 // CUDA gelu: grid-stride elementwise kernels, f32 math.
-#include "../../ops/gelu.h"
+#include "../gelu.h"
 #include "cuda_common.cuh"
 
 namespace r1v::cuda {

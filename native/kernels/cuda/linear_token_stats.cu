@@ -4,7 +4,7 @@
 
 #include <cstdint>
 
-#include "../../ops/linear_token_stats.h"
+#include "../linear_token_stats.h"
 #include "cuda_common.cuh"
 
 namespace r1v::cuda {

@@ -25,7 +25,7 @@
 #include "../../core/dtype.h"
 #include "../../core/error.h"
 #include "../../core/tensor.h"
-#include "../../ops/matmul.h"
+#include "../matmul.h"
 #include "cuda_common.cuh"
 
 namespace r1v::cuda {

@@ -7,7 +7,7 @@
 #include <algorithm>
 #include <cstdint>
 
-#include "../../ops/norms.h"
+#include "../norms.h"
 #include "cuda_common.cuh"
 
 namespace r1v::cuda {

@@ -1,6 +1,6 @@
 // CUDA patchify / unpatchify: one thread per output element in output order, so writes are fully
 // coalesced; reads come in contiguous runs of p (v = 0..p−1) on both sides. Bit-exact copies.
-#include "../../ops/patchify.h"
+#include "../patchify.h"
 #include "cuda_common.cuh"
 
 namespace r1v::cuda {

@@ -11,7 +11,7 @@
 #include "../../core/dtype.h"
 #include "../../core/error.h"
 #include "../../core/philox.h"
-#include "../../ops/randn.h"
+#include "../randn.h"
 #include "cuda_common.cuh"
 
 namespace r1v::cuda {

@@ -3,7 +3,7 @@
 // every (head, i) pair of the token with them.
 #include <cmath>
 
-#include "../../ops/rope.h"
+#include "../rope.h"
 #include "cuda_common.cuh"
 
 namespace r1v::cuda {

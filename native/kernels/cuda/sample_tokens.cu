@@ -1,7 +1,7 @@
 // CUDA sampleTokens: one block per row. w_j = exp(u_j − max u) is recomputed from the logits
 // in every pass (no [N, V] scratch). Top-k and top-p find their cut value τ by bisection over
 // the float bits of w (monotone for w ≥ 0), one block reduction per step; the kept set is
-// {w > τ} plus the first r ties at τ by id (see ops/sample_tokens.h). The draw walks the kept
+// {w > τ} plus the first r ties at τ by id (see kernels/sample_tokens.h). The draw walks the kept
 // set in id order: each thread owns a contiguous id range, and block scans of the tie counts
 // and kept masses find the thread whose range holds the target.
 #include <cuda_runtime.h>
@@ -9,7 +9,7 @@
 #include <cstdint>
 
 #include "../../core/device_error.h"
-#include "../../ops/sample_tokens.h"
+#include "../sample_tokens.h"
 #include "cuda_common.cuh"
 
 namespace r1v::cuda {

@@ -4,7 +4,7 @@
 // kernel: each launch is a bandwidth-bound pass over a whole tensor.
 #include <algorithm>
 
-#include "../../ops/sum_of_squares.h"
+#include "../sum_of_squares.h"
 #include "cuda_common.cuh"
 
 namespace r1v::cuda {

@@ -1,5 +1,5 @@
 // CUDA swiglu: grid-stride elementwise kernels, f32 math.
-#include "../../ops/swiglu.h"
+#include "../swiglu.h"
 #include "cuda_common.cuh"
 
 namespace r1v::cuda {

@@ -7,7 +7,7 @@
 #include <cstdint>
 
 #include "../../core/device_error.h"
-#include "../../ops/token_stats.h"
+#include "../token_stats.h"
 #include "cuda_common.cuh"
 
 namespace r1v::cuda {
