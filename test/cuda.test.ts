@@ -3,7 +3,8 @@
 import assert from 'node:assert/strict';
 
 import { devices, Engine, ops, type FloatDType } from '../lib/index.js';
-import { cudaAvailable, expectR1VError, matmulReference, randomArray, relativeError, rng } from './helpers.js';
+import { cudaAvailable, expectR1VError, randomArray, relativeError, rng } from './helpers.js';
+import { matmulReference } from './reference/layers.js';
 
 describe('CUDA backend @cuda', function () {
   let gpu: Engine;

@@ -1,8 +1,11 @@
-// Shared test utilities: a seeded generator (fresh seed per run, printed so a failure
-// can be replayed with R1V_TEST_SEED), float64 references and error assertions.
+// Shared test utilities: a seeded generator (fresh seed per run, printed so a failure can be
+// replayed with R1V_TEST_SEED), random inputs, the per-device suite of the op tests and error
+// assertions. The float64 references the tests compare with are in reference/.
 import assert from 'node:assert/strict';
 
-import { devices, type Engine, ops, R1VError, type R1VErrorCode } from '../lib/index.js';
+import { type DeviceId, devices, Engine, type FloatDType, ops, R1VError, type R1VErrorCode } from '../lib/index.js';
+import { matmulReference } from './reference/layers.js';
+import { mulberry32 } from './reference/math.js';
 
 const runSeed = process.env.R1V_TEST_SEED ? Number(process.env.R1V_TEST_SEED) : Math.floor(Math.random() * 2 ** 31);
 let announced = false;
@@ -15,15 +18,7 @@ export function rng(label: string): () => number {
   }
   let h = runSeed ^ 0x9e3779b9;
   for (let i = 0; i < label.length; i++) h = Math.imul(h ^ label.charCodeAt(i), 0x85ebca6b);
-  let state = h >>> 0;
-  return () => {
-    // mulberry32
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  return mulberry32(h >>> 0);
 }
 
 /** Uniform values in [-1, 1), none of them zero-filled by accident. */
@@ -33,27 +28,14 @@ export function randomArray(n: number, next: () => number): Float32Array {
   return out;
 }
 
-/** op(A)·op(B) in float64 for row-major inputs of the given stored shapes. */
-export function matmulReference(
-  a: ArrayLike<number>, aRows: number, aCols: number, transA: boolean,
-  b: ArrayLike<number>, bRows: number, bCols: number, transB: boolean,
-): { out: Float64Array; m: number; n: number } {
-  const m = transA ? aCols : aRows;
-  const k = transA ? aRows : aCols;
-  const n = transB ? bRows : bCols;
-  const out = new Float64Array(m * n);
-  for (let i = 0; i < m; i++) {
-    for (let j = 0; j < n; j++) {
-      let sum = 0;
-      for (let p = 0; p < k; p++) {
-        const av = transA ? a[p * aCols + i]! : a[i * aCols + p]!;
-        const bv = transB ? b[j * bCols + p]! : b[p * bCols + j]!;
-        sum += av * bv;
-      }
-      out[i * n + j] = sum;
-    }
-  }
-  return { out, m, n };
+/** x with every element times s. */
+export function scaled(x: Float32Array, s: number): Float32Array {
+  return x.map((v) => v * s);
+}
+
+/** n uniform integers in [0, below). */
+export function randomInts(n: number, below: number, next: () => number): Int32Array {
+  return Int32Array.from({ length: n }, () => Math.floor(next() * below));
 }
 
 /** One random 2-D f32 product op(A)[m,k]·op(B)[k,n] on the engine; returns its relative error. */
@@ -117,4 +99,39 @@ export function cudaAvailable(): boolean {
     throw new Error('R1V_REQUIRE_GPU=1 but no CUDA device is available (devices() lists the CPU only)');
   }
   return has;
+}
+
+/** What a per-device suite of forEachDevice runs on. */
+export interface DeviceSuite {
+  device: DeviceId;
+  /** f32 on the CPU (it computes in f32 only); f32, bf16 and f16 on CUDA. */
+  dtypes: FloatDType[];
+  /** mocha's it, handing the test the suite's engine. */
+  it: (title: string, test: (this: Mocha.Context, e: Engine) => void | Promise<void>) => void;
+}
+
+/**
+ * describe(`${title} (CPU)`, …) and, when a GPU is present, describe(`${title} (cuda:0) @cuda`, …)
+ * (without one the CUDA suite is not registered; R1V_REQUIRE_GPU=1 makes that a failure). Each
+ * suite has an engine of its own with the given seed and poisonNewTensors (what an op leaves
+ * unwritten reads back as NaN), created before its tests and disposed after them.
+ */
+export function forEachDevice(title: string, options: { seed: number }, body: (suite: DeviceSuite) => void): void {
+  const devs: DeviceId[] = ['cpu', ...(cudaAvailable() ? (['cuda:0'] as const) : [])];
+  for (const device of devs) {
+    describe(`${title} ${device === 'cpu' ? '(CPU)' : `(${device}) @cuda`}`, () => {
+      let engine: Engine | undefined;
+      before(() => {
+        engine = Engine.create({ device, seed: options.seed, poisonNewTensors: true });
+      });
+      after(() => engine?.dispose());
+      body({
+        device,
+        dtypes: device === 'cpu' ? ['f32'] : ['f32', 'bf16', 'f16'],
+        it: (name, test) => it(name, function () {
+          return test.call(this, engine!);
+        }),
+      });
+    });
+  }
 }

@@ -4,11 +4,12 @@ import os from 'node:os';
 import path from 'node:path';
 
 import {
-  AdamW, Engine, openCheckpoint, parseModelConfig, R1VError, VisionLanguageModel, writeCheckpoint,
+  AdamW, Engine, openCheckpoint, R1VError, VisionLanguageModel, writeCheckpoint,
   type Batch, type ModelConfig,
 } from '../lib/index.js';
-import { referenceForward, type Params } from './fixtures/vlm-reference.js';
 import { cudaAvailable, expectR1VError, relativeError, rng } from './helpers.js';
+import { centralDifference } from './reference/diff.js';
+import { referenceForward, type Params } from './reference/vlm.js';
 
 type Json = Record<string, unknown>;
 const IMG = 61;  // <IMG_CONTEXT> id of the tiny configs
@@ -175,14 +176,7 @@ describe('VisionLanguageModel (CPU)', function () {
         let num2 = 0, den2 = 0;
         for (let k = 0; k < 3; k++) {
           const i = Math.floor(next() * base.length);
-          const h = 1e-5 * Math.max(1, Math.abs(base[i]!));
-          const saved = base[i]!;
-          base[i] = saved + h;
-          const up = loss(params);
-          base[i] = saved - h;
-          const down = loss(params);
-          base[i] = saved;
-          const fd = (up - down) / (2 * h);
+          const fd = centralDifference(() => loss(params), base, i, 1e-5 * Math.max(1, Math.abs(base[i]!)));
           num2 += (grad[i]! - fd) ** 2;
           den2 += fd ** 2;
         }

@@ -2,39 +2,7 @@ import assert from 'node:assert/strict';
 
 import { Engine } from '../lib/index.js';
 import { relativeError } from './helpers.js';
-
-// Philox4x32-10 (Salmon et al., 2011) in BigInt arithmetic: an independent reference.
-const MASK = 0xffffffffn;
-function philox(counter: bigint[], key: bigint[]): bigint[] {
-  let [c0, c1, c2, c3] = counter as [bigint, bigint, bigint, bigint];
-  let [k0, k1] = key as [bigint, bigint];
-  for (let round = 0; round < 10; round++) {
-    const p0 = 0xd2511f53n * c0;
-    const p1 = 0xcd9e8d57n * c2;
-    const hi0 = p0 >> 32n, lo0 = p0 & MASK, hi1 = p1 >> 32n, lo1 = p1 & MASK;
-    [c0, c1, c2, c3] = [hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0];
-    k0 = (k0 + 0x9e3779b9n) & MASK;
-    k1 = (k1 + 0xbb67ae85n) & MASK;
-  }
-  return [c0, c1, c2, c3];
-}
-
-// Element i of randn(seed, offset): Box-Muller on the words of counter block i/4.
-function randnReference(count: number, seed: number, offset: number): Float64Array {
-  const out = new Float64Array(count);
-  const s = BigInt(seed), o = BigInt(offset);
-  for (let i = 0; i < count; i++) {
-    const block = BigInt(Math.floor(i / 4));
-    const words = philox([block & MASK, block >> 32n, o & MASK, o >> 32n], [s & MASK, s >> 32n]);
-    const lane = i % 4;
-    const pair = lane >> 1;
-    const u1 = (Number(words[2 * pair]! >> 8n) + 1) / 2 ** 24;
-    const u2 = (Number(words[2 * pair + 1]! >> 8n) + 1) / 2 ** 24;
-    const r = Math.sqrt(-2 * Math.log(u1));
-    out[i] = lane % 2 === 0 ? r * Math.cos(2 * Math.PI * u2) : r * Math.sin(2 * Math.PI * u2);
-  }
-  return out;
-}
+import { philox, randnReference } from './reference/math.js';
 
 describe('randn', () => {
   it('the reference Philox matches the published known-answer vectors', () => {

@@ -8,6 +8,7 @@ import {
   type SafetensorsTensor, type SafetensorsWriteTensor, toFloat32, writeCheckpoint, writeSafetensors,
 } from '../lib/index.js';
 import { randomArray, rng } from './helpers.js';
+import { bf16BitsToNumber, f16BitsToNumber } from './reference/math.js';
 
 async function expectIO(p: Promise<unknown>, ...patterns: RegExp[]): Promise<R1VError> {
   try {
@@ -86,14 +87,10 @@ describe('safetensors', () => {
       const all = new Uint16Array(65536).map((_, i) => i);
       const bf = bf16ToF32(all);
       const hf = f16ToF32(all);
-      const view = new DataView(new ArrayBuffer(4));
       for (let i = 0; i < 65536; i++) {
-        view.setUint32(0, i << 16);
-        assert.ok(Object.is(bf[i], view.getFloat32(0)) || (Number.isNaN(bf[i]) && Number.isNaN(view.getFloat32(0))), `bf16 ${i}`);
-        const sign = i & 0x8000 ? -1 : 1;
-        const exp = (i >> 10) & 0x1f;
-        const mant = i & 0x3ff;
-        const ref = exp === 0 ? sign * mant * 2 ** -24 : exp === 31 ? (mant ? NaN : sign * Infinity) : sign * (1 + mant / 1024) * 2 ** (exp - 15);
+        const bfRef = bf16BitsToNumber(i);
+        assert.ok(Object.is(bf[i], bfRef) || (Number.isNaN(bf[i]) && Number.isNaN(bfRef)), `bf16 ${i}`);
+        const ref = f16BitsToNumber(i);
         assert.ok(Object.is(hf[i], ref) || (Number.isNaN(hf[i]) && Number.isNaN(ref)), `f16 ${i}: ${hf[i]} vs ${ref}`);
       }
       const bfBack = f32ToBf16(bf);

@@ -2,21 +2,7 @@ import assert from 'node:assert/strict';
 
 import { Engine, type Tensor } from '../lib/index.js';
 import { expectR1VError, expectR1VRejection, randomArray, rng } from './helpers.js';
-
-// IEEE decoders written from the formats' definitions, independent of the engine's code.
-function bf16BitsToNumber(bits: number): number {
-  const view = new DataView(new ArrayBuffer(4));
-  view.setUint32(0, (bits & 0xffff) << 16);
-  return view.getFloat32(0);
-}
-function f16BitsToNumber(bits: number): number {
-  const sign = bits & 0x8000 ? -1 : 1;
-  const exp = (bits >> 10) & 0x1f;
-  const mant = bits & 0x3ff;
-  if (exp === 0) return sign * mant * 2 ** -24;
-  if (exp === 31) return mant ? NaN : sign * Infinity;
-  return sign * (1 + mant / 1024) * 2 ** (exp - 15);
-}
+import { bf16BitsToNumber, f16BitsToNumber } from './reference/math.js';
 
 describe('tensors', () => {
   let e: Engine;
