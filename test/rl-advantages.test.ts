@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 
 import { advantages, expandToTokens } from '../lib/rl/index.js';
-import { assertAllClose, randomCuSeqlens, split, uniform } from './fixtures/rl-reference.js';
+import { assertAllClose, randomCuSeqlens, split, uniform } from './reference/rl.js';
 import { expectR1VError, rng } from './helpers.js';
 
 const F32 = 2e-6; // float32 outputs of O(1) values

@@ -7,7 +7,7 @@ import path from 'node:path';
 
 import { Tokenizer } from '../lib/data/tokenizer.js';
 import { criticalTokenEntropy, criticalTokenIds, type CriticalTokenizer, DEFAULT_CRITICAL_WORDS } from '../lib/rl/index.js';
-import { uniform } from './fixtures/rl-reference.js';
+import { uniform } from './reference/rl.js';
 import { expectR1VError, rng } from './helpers.js';
 
 const require = createRequire(import.meta.url);

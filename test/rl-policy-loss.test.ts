@@ -9,7 +9,7 @@ import {
 } from '../lib/rl/index.js';
 import {
   aggregateReference, assertAllClose, assertClose, assertGradient, MODES, randomCuSeqlens, split, uniform,
-} from './fixtures/rl-reference.js';
+} from './reference/rl.js';
 import { expectR1VError, rng } from './helpers.js';
 
 const KINDS: readonly PolicyLossKind[] = ['ppo', 'gspo', 'pg'];

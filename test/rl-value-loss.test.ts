@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { valueLoss, type ValueLossInput } from '../lib/rl/index.js';
 import {
   aggregateReference, assertAllClose, assertClose, assertGradient, MODES, randomCuSeqlens, split, uniform,
-} from './fixtures/rl-reference.js';
+} from './reference/rl.js';
 import { expectR1VError, rng } from './helpers.js';
 
 function reference(input: ValueLossInput): { loss: number; clipFrac: number; meanValue: number } {

