@@ -275,6 +275,7 @@ describe('CheckpointStore (lib/train/checkpoints)', function () {
     await expectR1VRejection(CheckpointStore.open(run, { mode: 'avg' as never }), 'ARGUMENT', /mode must be one of 'max', 'min'/);
     await expectR1VRejection(CheckpointStore.open(run, { selectBy: '' }), 'ARGUMENT', /selectBy/);
     await expectR1VRejection(CheckpointStore.open(5 as never), 'ARGUMENT', /runDir must be a string/);
+    await expectR1VRejection(CheckpointStore.open(''), 'ARGUMENT', /runDir must be a directory path/);
     const file = path.join(run, 'a-file');
     await fsp.writeFile(file, 'x');
     await expectR1VRejection(CheckpointStore.open(file), 'IO', /cannot prepare/);

@@ -18,7 +18,7 @@ import path from 'node:path';
 import { R1VError } from '../core/errors.js';
 import * as is from '../core/validate.js';
 import {
-  ioError, randomSuffix, readManifest, replaceFile, syncDirectory, TEMP_PREFIX, verifyCheckpoint, writeManifest,
+  ioError, MANIFEST_FILE, randomSuffix, readManifest, replaceFile, syncDirectory, TEMP_PREFIX, verifyCheckpoint, writeManifest,
   type Manifest,
 } from './manifest.js';
 
@@ -103,7 +103,7 @@ export class CheckpointStore {
    */
   static async open(runDir: string, options: CheckpointStoreOptions = {}): Promise<CheckpointStore> {
     const fn = 'CheckpointStore.open';
-    is.string(runDir, 'runDir', fn);
+    if (is.string(runDir, 'runDir', fn) === '') is.fail(fn, 'runDir must be a directory path, got ""');
     const o = is.options(options, ['keepLast', 'keepBest', 'selectBy', 'mode', 'warn'] as const, fn);
     const selectBy = o.selectBy === undefined ? undefined : is.string(o.selectBy, 'selectBy', fn);
     if (selectBy === '') is.fail(fn, 'selectBy must be a metric name, got ""');
@@ -152,7 +152,7 @@ export class CheckpointStore {
   async #readChecked(dir: string, step: number | undefined, where: string, read: typeof readManifest): Promise<CheckpointInfo> {
     const manifest = await read(dir, where);
     if (step !== undefined && manifest.step !== step) {
-      throw ioError(where, `${path.join(dir, 'manifest.json')} records step ${manifest.step}, the directory is ${path.basename(dir)}`);
+      throw ioError(where, `${path.join(dir, MANIFEST_FILE)} records step ${manifest.step}, the directory is ${path.basename(dir)}`);
     }
     return infoOf(dir, manifest);
   }
@@ -205,14 +205,14 @@ export class CheckpointStore {
     }
     const dir = path.join(this.dir, name);
     await this.#install(tmp, dir, where);
+    const info = infoOf(dir, manifest);
+    this.#index.set(step, info);
     try {
       await replaceFile(path.join(this.dir, LATEST_FILE), `${JSON.stringify({ step, dir: name })}\n`);
       await syncDirectory(this.dir);
     } catch (error) {
       throw ioError(where, `${name} is saved, but ${LATEST_FILE} could not be updated`, error);
     }
-    const info = infoOf(dir, manifest);
-    this.#index.set(step, info);
     await this.#applyRetention(step, where);
     return info;
   }
