@@ -49,6 +49,7 @@ export {
   loadTrainConfig, parseTrainConfig, trainConfigSchema, type TrainConfig, type TrainConfigInput, type StageConfig,
 } from './train/config.js';
 export { Trainer, type TrainerOptions, type TrainSummary } from './train/trainer.js';
+export { CheckpointStore, checkpointDirName, type CheckpointStoreOptions, type CheckpointInfo, type CheckpointWriter } from './train/checkpoints.js';
 export { rollout, score, perToken, advantages, informativeGroups, overlongPenalty, klRewardPenalty, type RolloutOptions, type RolloutResult } from './train/steps.js';
 export { policyUpdate, criticUpdate, sftUpdate, microBatchShare, type UpdateResult, type PolicyUpdateOptions, type CriticUpdateOptions } from './train/update.js';
 export { sftStep, rlStep, stepSeed, type StepContext } from './train/step.js';

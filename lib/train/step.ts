@@ -35,13 +35,13 @@ export function stepSeed(seed: number, step: number, draw: number): number {
 }
 
 /** A row's prompt (chat template, images) and reference response + end-of-turn, or undefined when unusable. */
-async function sftSequence(ctx: StepContext, row: DatasetRow, index: number, maxNewTokens: number): Promise<Sequence | string> {
+async function sftSequence(ctx: StepContext, row: DatasetRow, index: number): Promise<Sequence | string> {
   if (typeof row.response !== 'string' || row.response === '') return 'no response';
   try {
-    const prompt = await preparePrompt(rowPrompt(row, ctx.systemPrompt), index, {
-      model: ctx.model, tokenizer: ctx.tokenizer, imageProcessor: ctx.imageProcessor, maxNewTokens, seed: 0,
-    });
     const responseIds = Int32Array.from([...ctx.tokenizer.encode(row.response, { addSpecialTokens: false }), ctx.tokenizer.eosTokenId]);
+    const prompt = await preparePrompt(rowPrompt(row, ctx.systemPrompt), index, {
+      model: ctx.model, tokenizer: ctx.tokenizer, imageProcessor: ctx.imageProcessor, maxNewTokens: responseIds.length, seed: 0,
+    });
     return { promptIds: prompt.inputIds, pixelValues: prompt.pixelValues, responseIds };
   } catch (error) {
     return (error as Error).message;
@@ -55,7 +55,7 @@ export async function sftStep(ctx: StepContext): Promise<Record<string, number> 
   const sequences: Sequence[] = [];
   let skipped = 0;
   for (const [i, row] of rows.entries()) {
-    const s = await sftSequence(ctx, row, i, c.rollout.maxNewTokens);
+    const s = await sftSequence(ctx, row, i);
     if (typeof s === 'string') {
       skipped++;
       ctx.log(`step ${ctx.step}: skipped a row (${s})`);

@@ -38,6 +38,8 @@ export interface TrainerOptions {
   tokenizer?: Tokenizer;
   /** Training rows (default: config.data.train). */
   dataset?: Dataset | readonly unknown[];
+  /** Training rows of particular stages, by stage name (default: the stage's `data` file, else the training rows). */
+  stageDatasets?: Record<string, Dataset | readonly unknown[]>;
   /** Validation rows (default: config.data.val, else the training rows). */
   valDataset?: Dataset | readonly unknown[];
   /** User reward functions, by the name a stage's rewards use. */
@@ -176,7 +178,8 @@ export class Trainer {
 
   async #openStage(index: number, resumeFrom: string | undefined): Promise<StageContext> {
     const c = this.config.stages[index]!;
-    const rows = c.data ? (await Dataset.fromJsonl(c.data)).rows : this.trainData.rows;
+    const given = this.options.stageDatasets?.[c.name];
+    const rows = given ? (await loadRows(given, undefined, `stage ${c.name}`))!.rows : c.data ? (await Dataset.fromJsonl(c.data)).rows : this.trainData.rows;
     const ctx = await openStage({
       index, config: c, model: this.model, rows, seed: this.config.seed, userRewards: new Map(Object.entries(this.options.rewards ?? {})),
       stageDir: path.join(this.runDir, 'stages', `${index}-${c.name}`), resumeFrom,

@@ -8,7 +8,7 @@
 // the accumulated gradient equals that of one batch (up to float rounding). A non-finite loss or
 // gradient norm skips the step: weights and optimizer state stay untouched, and it is reported.
 import type { VisionLanguageModel } from '../model/model.js';
-import type { AdamW, StepResult } from '../optim/adamw.js';
+import type { StepOptions, StepResult } from '../optim/adamw.js';
 import * as rl from '../rl/index.js';
 import type { StageConfig } from './config.js';
 import { concatField, microBatches, packSequences, responseOffsets, sequenceTokens, type RolloutSample, type Sequence } from './samples.js';
@@ -23,6 +23,16 @@ export interface UpdateResult {
 }
 
 type Aggregation = StageConfig['algorithm']['aggregation'];
+
+/** What an update needs of an optimizer (AdamW is one; a user's own can stand in). */
+export interface Optimizer {
+  step(options?: StepOptions): Promise<StepResult>;
+}
+
+/** Whether every value is finite. */
+function allFinite(...arrays: Float32Array[]): boolean {
+  return arrays.every((a) => a.every(Number.isFinite));
+}
 
 /** The share of a micro-batch in its mini-batch's aggregated loss. */
 export function microBatchShare(aggregation: Aggregation, micro: { sequences: number; tokens: number }, whole: { sequences: number; tokens: number }): number {
@@ -45,7 +55,7 @@ class TokenMeans {
 }
 
 /** Ends an update: an optimizer step unless something was non-finite. */
-async function finishStep(model: VisionLanguageModel, optimizer: AdamW, loss: number, maxGradNorm: number | undefined): Promise<StepResult & { loss: number }> {
+async function finishStep(model: VisionLanguageModel, optimizer: Optimizer, loss: number, maxGradNorm: number | undefined): Promise<StepResult & { loss: number }> {
   if (!Number.isFinite(loss)) {
     model.zeroGrad();
     return { gradNorm: NaN, updated: 0, skipped: true, loss };
@@ -72,7 +82,7 @@ export interface PolicyUpdateOptions {
  * oldLogprobs when the policy already changed since the rollout, else the current logprobs are
  * the old ones: on-policy, ratio 1).
  */
-export async function policyUpdate(model: VisionLanguageModel, optimizer: AdamW, samples: readonly RolloutSample[], o: PolicyUpdateOptions): Promise<UpdateResult> {
+export async function policyUpdate(model: VisionLanguageModel, optimizer: Optimizer, samples: readonly RolloutSample[], o: PolicyUpdateOptions): Promise<UpdateResult> {
   const a = o.algorithm;
   const whole = { sequences: samples.length, tokens: samples.reduce((n, s) => n + s.responseIds.length, 0) };
   const means = new TokenMeans();
@@ -87,6 +97,11 @@ export async function policyUpdate(model: VisionLanguageModel, optimizer: AdamW,
     }
     const f = await model.forward(batch, { grad: true, temperature: o.temperature });
     const cuSeqlens = responseOffsets(micro);
+    if (!allFinite(f.logprobs, f.entropy)) {
+      f.dispose();
+      loss = NaN;
+      break;
+    }
     const r = rl.policyLoss({
       kind: a.loss, logprobs: f.logprobs, oldLogprobs: micro.every((s) => s.oldLogprobs) ? concatField(micro, (s) => s.oldLogprobs) : f.logprobs,
       advantages: concatField(micro, (s) => s.advantages), cuSeqlens, aggregation: a.aggregation, maxLength: o.maxLength,
@@ -117,7 +132,7 @@ export interface CriticUpdateOptions {
 }
 
 /** One optimizer step of the clipped value loss over a mini-batch (samples with values and returns). */
-export async function criticUpdate(critic: VisionLanguageModel, optimizer: AdamW, samples: readonly RolloutSample[], o: CriticUpdateOptions): Promise<UpdateResult> {
+export async function criticUpdate(critic: VisionLanguageModel, optimizer: Optimizer, samples: readonly RolloutSample[], o: CriticUpdateOptions): Promise<UpdateResult> {
   const whole = { sequences: samples.length, tokens: samples.reduce((n, s) => n + s.responseIds.length, 0) };
   const means = new TokenMeans();
   let loss = 0;
@@ -125,6 +140,11 @@ export async function criticUpdate(critic: VisionLanguageModel, optimizer: AdamW
   for (const micro of microBatches(samples, sequenceTokens, o.microBatchTokens)) {
     const f = await critic.forward(packSequences(micro), { grad: true, tokenStats: false });
     const cuSeqlens = responseOffsets(micro);
+    if (!allFinite(f.values!)) {
+      f.dispose();
+      loss = NaN;
+      break;
+    }
     const r = rl.valueLoss({
       values: f.values!, oldValues: concatField(micro, (s) => s.values), returns: concatField(micro, (s) => s.returns),
       cuSeqlens, clip: o.clip, aggregation: o.aggregation,
@@ -147,7 +167,7 @@ export async function criticUpdate(critic: VisionLanguageModel, optimizer: AdamW
  * One optimizer step of supervised fine-tuning: the mean negative log-likelihood of every
  * response token of the batch (token-mean cross-entropy), micro-batched.
  */
-export async function sftUpdate(model: VisionLanguageModel, optimizer: AdamW, sequences: readonly Sequence[],
+export async function sftUpdate(model: VisionLanguageModel, optimizer: Optimizer, sequences: readonly Sequence[],
   o: { microBatchTokens: number; maxGradNorm?: number | undefined }): Promise<UpdateResult> {
   const tokens = sequences.reduce((n, s) => n + s.responseIds.length, 0);
   let loss = 0;
