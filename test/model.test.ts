@@ -192,6 +192,54 @@ describe('VisionLanguageModel (CPU)', function () {
     });
   }
 
+  it('a value head (critic): values and dValues gradients against the float64 reference; tokenStats: false skips the LM head', async () => {
+    const next = rng('model-value-head');
+    const m = VisionLanguageModel.create(e, tinyConfig(), { seed: 5, valueHead: true, ...quiet });
+    const params = randomize(m, next);
+    assert.deepEqual(m.parameters().filter((p) => p.part === 'value').map((p) => [p.name, p.shape]), [['value_head.weight', [1, 16]], ['value_head.bias', [1]]]);
+    const batch = makeBatch(m.config, next, 1);
+    const n = scoredCount(batch);
+    const dValues = Float32Array.from({ length: n }, () => next() * 2 - 1);
+    const f = await m.forward(batch, { grad: true, tokenStats: false });
+    assert.equal(f.logprobs.length, 0);
+    const ref = referenceForward(params, m.config, batch, IMG);
+    assert.ok(relativeError(f.values!, ref.values) < 1e-4, `values vs float64: ${relativeError(f.values!, ref.values)}`);
+    await f.backward({ dValues });
+    assert.equal(await m.getGradient('language_model.lm_head.weight'), undefined, 'the LM head gets no gradient from values');
+    const loss = (p: Params) => referenceForward(p, m.config, batch, IMG).values.reduce((a, v, i) => a + dValues[i]! * v, 0);
+    for (const name of ['value_head.weight', 'value_head.bias', 'language_model.model.norm.weight', 'language_model.model.layers.1.mlp.down_proj.weight', 'mlp1.1.weight']) {
+      const grad = (await m.getGradient(name))!;
+      const base = params.get(name)!;
+      let num2 = 0, den2 = 0;
+      for (let k = 0; k < 3; k++) {
+        const i = Math.floor(next() * base.length);
+        const fd = centralDifference(() => loss(params), base, i, 1e-5 * Math.max(1, Math.abs(base[i]!)));
+        num2 += (grad[i]! - fd) ** 2;
+        den2 += fd ** 2;
+      }
+      assert.ok(Math.sqrt(num2 / Math.max(den2, 1e-12)) <= 2e-3 || Math.sqrt(num2) <= 1e-5, `${name}: dValues gradient vs finite differences`);
+    }
+    // With token statistics too, both coefficient kinds add up.
+    const g = await m.forward(batch, { grad: true });
+    assert.equal(g.logprobs.length, n);
+    await assert.rejects(g.backward({ dValues: new Float32Array(n + 1) }), (err: unknown) => err instanceof R1VError && err.code === 'SHAPE');
+    g.dispose();
+    // A policy checkpoint loads as a critic: the head is initialised, the rest is the policy's.
+    const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'r1v-critic-'));
+    const policy = VisionLanguageModel.create(e, tinyConfig(), { seed: 5, ...quiet });
+    await policy.save(dir);
+    const critic = await VisionLanguageModel.load(e, dir, { valueHead: true, ...quiet });
+    assert.deepEqual(await critic.getParameter('mlp1.1.weight'), await policy.getParameter('mlp1.1.weight'));
+    assert.deepEqual(Array.from(await critic.getParameter('value_head.bias')), [0]);
+    await critic.save(dir);
+    const warnings: string[] = [];
+    const asPolicy = await VisionLanguageModel.load(e, dir, { warn: (w) => warnings.push(w) });
+    assert.ok(warnings.some((w) => /value_head\.weight/.test(w)), 'loading a critic as a policy warns that the value head is ignored');
+    assert.equal(asPolicy.parameters().some((p) => p.part === 'value'), false);
+    for (const x of [critic, policy, asPolicy, m]) x.dispose();
+    await fsp.rm(dir, { recursive: true, force: true });
+  });
+
   it('recompute gives the same gradients as keeping activations', async () => {
     const next = rng('model-recompute');
     const m = VisionLanguageModel.create(e, tinyConfig(), { seed: 2, ...quiet });
