@@ -13,7 +13,7 @@ import {
   VisionLanguageModel, type TrainConfigInput,
 } from '../lib/index.js';
 import { toyTask, type ToyTask } from './fixtures/toy-task.js';
-import { expectR1VError, expectR1VRejection, relativeError } from './helpers.js';
+import { cudaAvailable, expectR1VError, expectR1VRejection, relativeError } from './helpers.js';
 
 function stages(rl: Partial<TrainConfigInput['stages'][number]> = {}, rlSteps = 40, sftSteps = 40): TrainConfigInput['stages'] {
   return [
@@ -238,3 +238,37 @@ function vlmConfig(vocab: number, imageContextTokenId: number): Record<string, u
     },
   };
 }
+
+describe('train: GRPO updates on CUDA agree with the CPU @cuda', function () {
+  this.timeout(600_000);
+  if (!cudaAvailable()) return;
+  it('three bf16 GRPO updates from one set of rollouts match the f32 CPU updates within bf16 tolerance', async () => {
+    const task = await toyTask();
+    const dir = await mkdtemp(join(tmpdir(), 'r1v-cuda-grpo-'));
+    try {
+      using cpu = Engine.create({ device: 'cpu', seed: 1 });
+      using gpu = Engine.create({ device: 'cuda:0', seed: 1 });
+      using a = VisionLanguageModel.create(cpu, task.modelConfig, { seed: 5 });
+      await a.save(dir);
+      using b = await VisionLanguageModel.load(gpu, dir, { dtype: 'bf16' });
+      const r = await rollout(a, task.train.slice(0, 8), { tokenizer: task.tokenizer, samplesPerPrompt: 8, maxNewTokens: 2, temperature: 1, seed: 3 });
+      await score(r.samples, [{ name: 'copy', weight: 1, fn: task.reward }, { name: 'len', weight: 0.1, fn: (s) => s.text.length % 2 }], { step: 1 });
+      const cfg = parseTrainConfig({ model: { config: task.modelConfig }, stages: [{ name: 'rl', kind: 'rl', steps: 1 }] }).stages[0]!;
+      advantages(r.samples, cfg.algorithm, 8);
+      const oa = new AdamW(a, { lr: 1e-3 }), ob = new AdamW(b, { lr: 1e-3 });
+      for (let step = 0; step < 3; step++) {
+        await policyUpdate(a, oa, r.samples, { algorithm: cfg.algorithm, microBatchTokens: 4096, temperature: 1, maxLength: 2 });
+        await policyUpdate(b, ob, r.samples, { algorithm: cfg.algorithm, microBatchTokens: 4096, temperature: 1, maxLength: 2 });
+      }
+      for (const p of a.parameters()) {
+        const err = relativeError(await b.getParameter(p.name), await a.getParameter(p.name));
+        assert.ok(err < 2e-2, `${p.name}: bf16 CUDA vs f32 CPU after 3 updates, relative error ${err}`);
+      }
+      oa.dispose();
+      ob.dispose();
+    } finally {
+      await task.cleanup();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
