@@ -55,3 +55,4 @@ export { policyUpdate, criticUpdate, sftUpdate, microBatchShare, type UpdateResu
 export { sftStep, rlStep, stepSeed, type StepContext } from './train/step.js';
 export { packSequences, responseOffsets, rowPrompt, microBatches, type Sequence, type RolloutSample } from './train/samples.js';
 export { MetricsLog, readMetrics, rolloutMetrics, formatStep, type StepMetrics } from './train/metrics.js';
+export { createProgress, noProgress, type Progress } from './train/progress.js';
