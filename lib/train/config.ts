@@ -122,7 +122,7 @@ export const trainConfigSchema = z.strictObject({
   device: z.string().default('auto').describe("'auto', 'cpu' or 'cuda:N'"),
   dtype: z.enum(['f32', 'bf16']).optional().describe('compute dtype (default: f32 on the CPU, bf16 on CUDA)'),
   model: z.strictObject({
-    path: z.string().min(1).optional().describe('a Hugging Face model directory to start from'),
+    path: z.string().min(1).optional().describe('a Hugging Face model directory to start from, or a run directory (its latest checkpoint)'),
     config: z.union([z.string().min(1), z.record(z.string(), z.unknown())]).optional().describe('or: a config.json (path or object) for a randomly initialised model'),
     recompute: z.boolean().default(false).describe('recompute activations in backward (less memory)'),
     imageContextTokenId: nonNegativeInt.optional().describe('default: the tokenizer\'s <IMG_CONTEXT> id'),

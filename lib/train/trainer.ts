@@ -151,7 +151,7 @@ export class Trainer {
       let model: VisionLanguageModel;
       if (from) model = await VisionLanguageModel.load(engine, from, modelOptions);
       else if (o.model) model = o.model;
-      else if (config.model.path) model = await VisionLanguageModel.load(engine, config.model.path, modelOptions);
+      else if (config.model.path) model = await VisionLanguageModel.load(engine, await modelDirectory(config.model.path), modelOptions);
       else if (config.model.config !== undefined) {
         const json = typeof config.model.config === 'string' ? JSON.parse(await fsp.readFile(config.model.config, 'utf8')) : config.model.config;
         model = VisionLanguageModel.create(engine, json, { ...modelOptions, seed: config.seed });
@@ -308,6 +308,15 @@ export class Trainer {
     this.#stage = undefined;
     if (this.#ownsEngine) this.engine.dispose();
   }
+}
+
+/** A model directory, or a run directory (then its latest complete checkpoint). */
+async function modelDirectory(dir: string): Promise<string> {
+  const isRun = await fsp.access(path.join(dir, 'checkpoints')).then(() => true, () => false);
+  if (!isRun) return dir;
+  const latest = await (await CheckpointStore.open(dir)).latest();
+  if (!latest) throw new R1VError('IO', `model.path ${dir} is a run directory without a complete checkpoint`);
+  return latest.dir;
 }
 
 function storeOptions(config: TrainConfig) {
