@@ -25,9 +25,9 @@ export {
 export { IGNORE_INDEX, packBatch, responseTargets, type Batch, type PackSequence } from './data/batch.js';
 export {
   VisionLanguageModel, ForwardResult, type ForwardOptions, type TokenStatsResult, type BackwardInput,
-  type ModelOptions, type CreateOptions, type SaveOptions, type TrainableSelection,
+  type ModelOptions, type CreateOptions, type LoadOptions, type SaveOptions, type TrainableSelection,
 } from './model/model.js';
-export { AdamW, type AdamWOptions, type StepOptions, type StepResult } from './optim/adamw.js';
+export { AdamW, type AdamWOptions, type LoadStateOptions, type StepOptions, type StepResult } from './optim/adamw.js';
 export type { ParameterInfo, ModulePart, ParameterKind } from './model/parameters.js';
 export { KvCache, type PrefillCopy } from './model/kv-cache.js';
 export { Fence } from './core/fence.js';
