@@ -10,10 +10,11 @@ import os from 'node:os';
 import path from 'node:path';
 
 import {
-  AdamW, Engine, openCheckpoint, R1VError, SafetensorsFile, VisionLanguageModel, writeCheckpoint, writeSafetensors,
+  AdamW, Engine, openCheckpoint, R1VError, SafetensorsFile, toFloat32, VisionLanguageModel, writeCheckpoint, writeSafetensors,
+  type SafetensorsTensor,
 } from '../lib/index.js';
 import { type KnownState, makeState, quiet, qwenConfig, sameValues, scratch, valuesOf } from './fixtures/checkpoint-states.js';
-import { expectR1VRejection, rng } from './helpers.js';
+import { expectR1VError, expectR1VRejection, rng } from './helpers.js';
 
 /** p, or a rejection when it has not settled within ms (a load that hangs fails instead of stalling the run). */
 function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
@@ -218,6 +219,9 @@ describe('checkpoint files: sizes and headers fail fast with short typed errors'
     await expectR1VRejection(f.readTensor('huge'), 'IO', new RegExp(`"huge".*${2 * numel} bytes`));
     await using c = await openCheckpoint(dir);
     await expectR1VRejection(c.readTensor('huge'), 'IO', new RegExp(`"huge".*${2 * numel} bytes`));
+    // Widening 16-bit values to f32 doubles them: checked before allocating too (only the length is read).
+    const wide: SafetensorsTensor = { dtype: 'BF16', shape: [numel], data: { length: numel } as Uint16Array };
+    expectR1VError(() => toFloat32(wide), 'IO', new RegExp(`${4 * numel} bytes as f32`));
   });
 
   it('a header of 1.7 million zero-size entries fails in well under a second, with a short message', async () => {

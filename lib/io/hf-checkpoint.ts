@@ -20,9 +20,9 @@ import { R1VError } from '../core/errors.js';
 import { type Checkpoint, commitCheckpoint, openCheckpoint, planCheckpoint, readCommitMetadata, type WriteCheckpointOptions } from './checkpoint.js';
 import { withDirectoryLock } from './dir-lock.js';
 import { ensureDirectory, entryExists, parseJsonFile, readRegularFile, writeAll, writeFileAtomically } from './files.js';
-import { toFloat32 } from './half.js';
+import { countNonFinite, MAX_HOST_BYTES, toFloat32 } from './half.js';
 import { ProblemList } from './problems.js';
-import { MAX_HOST_BYTES, type SafetensorsWriteTensor } from './safetensors.js';
+import type { SafetensorsWriteTensor } from './safetensors.js';
 
 export const CONFIG_FILE = 'config.json';
 const MAX_CONFIG_BYTES = 16_000_000;
@@ -127,18 +127,6 @@ export async function savedModelState(dir: string): Promise<{ file: string; id: 
   return { file: committed.file, id: typeof id === 'string' ? id : undefined };
 }
 
-/** How many of `data` are NaN or ±Inf, and the first such index. */
-function nonFinite(data: Float32Array): { count: number; first: number } {
-  let count = 0, first = -1;
-  for (let i = 0; i < data.length; i++) {
-    if (data[i]! - data[i]! !== 0) {
-      if (count === 0) first = i;
-      count++;
-    }
-  }
-  return { count, first };
-}
-
 /**
  * Reads every expected tensor of the checkpoint as f32 (f32, bf16, f16 or f64 on disk), one at a
  * time, handing each to `take` in `expected` order. Missing, unexpected, wrong-shaped or too large
@@ -182,7 +170,7 @@ export async function loadTensors(checkpoint: Checkpoint, expected: readonly Exp
   const bad = new ProblemList();
   for (const spec of expected) {
     const data = toFloat32(await checkpoint.readTensor(spec.name));
-    const { count, first } = options.allowNonFinite ? { count: 0, first: -1 } : nonFinite(data);
+    const { count, first } = options.allowNonFinite ? { count: 0, first: -1 } : countNonFinite(data);
     if (count > 0) bad.add(`${spec.name}: ${count} of ${data.length} values (first at index ${first})`);
     else if (bad.count === 0) take(spec.name, data);
   }

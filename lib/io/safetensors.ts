@@ -10,13 +10,12 @@
 // at most 100 MB and MAX_JSON_KEYS keys (parsing time grows with the keys), a tensor of at most
 // MAX_HOST_BYTES (the largest buffer this host can hold). Files are opened as regular files only
 // (a FIFO fails at once; see files.ts).
-import { constants as bufferConstants } from 'node:buffer';
 import type { FileHandle } from 'node:fs/promises';
-import { endianness, totalmem } from 'node:os';
+import { endianness } from 'node:os';
 
 import { R1VError } from '../core/errors.js';
 import { exceedsJsonKeyLimit, MAX_JSON_KEYS, openRegularFile, writeAll, writeFileAtomically } from './files.js';
-import { f32ToBf16, f32ToF16 } from './half.js';
+import { f32ToBf16, f32ToF16, MAX_HOST_BYTES } from './half.js';
 import { clip } from './problems.js';
 
 /** The safetensors dtypes this module reads and writes. */
@@ -70,8 +69,6 @@ const ELEMENT = {
 const MAX_HEADER_BYTES = 100_000_000;
 /** One positional read moves at most this much (Node caps a single call near 2 GiB). */
 const IO_CHUNK_BYTES = 1 << 30;
-/** @internal The largest buffer this host can hold: the typed-array limit, and no more than its memory. */
-export const MAX_HOST_BYTES = Math.min(bufferConstants.MAX_LENGTH, totalmem());
 
 function isDType(value: unknown): value is SafetensorsDType {
   return typeof value === 'string' && Object.hasOwn(ELEMENT, value);

@@ -16,6 +16,7 @@ import * as is from '../core/validate.js';
 import * as ops from '../ops/index.js';
 import { withDirectoryLock } from '../io/dir-lock.js';
 import { ensureDirectory } from '../io/files.js';
+import { countNonFinite } from '../io/half.js';
 import { savedModelState } from '../io/hf-checkpoint.js';
 import { ProblemList } from '../io/problems.js';
 import { SafetensorsFile, writeSafetensors, type SafetensorsWriteTensor } from '../io/safetensors.js';
@@ -63,12 +64,9 @@ export interface LoadStateOptions {
 
 /** Problems of one parameter's moments: non-finite exp_avg, negative or non-finite exp_avg_sq. */
 function momentProblems(name: string, m: Float32Array, v: Float32Array, problems: ProblemList): void {
-  let mBad = 0, vNonFinite = 0, vNegative = 0;
-  for (let i = 0; i < m.length; i++) if (m[i]! - m[i]! !== 0) mBad++;
-  for (let i = 0; i < v.length; i++) {
-    if (v[i]! - v[i]! !== 0) vNonFinite++;
-    else if (v[i]! < 0) vNegative++;
-  }
+  const mBad = countNonFinite(m).count, vNonFinite = countNonFinite(v).count;
+  let vNegative = 0;
+  for (let i = 0; i < v.length; i++) if (v[i]! < 0) vNegative++;
   if (mBad > 0) problems.add(`${name}.exp_avg: ${mBad} non-finite value(s)`);
   if (vNonFinite > 0) problems.add(`${name}.exp_avg_sq: ${vNonFinite} non-finite value(s)`);
   if (vNegative > 0) problems.add(`${name}.exp_avg_sq: ${vNegative} negative value(s) (second moments are squares)`);
