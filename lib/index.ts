@@ -27,9 +27,9 @@ export { Dataset, type DatasetRow, type SkippedRow } from './data/dataset.js';
 export { smallTokenizerFiles, writeSmallTokenizer, CHATML_TEMPLATE, type SmallTokenizerOptions, type SmallTokenizerFiles } from './data/small-tokenizer.js';
 export {
   VisionLanguageModel, ForwardResult, type ForwardOptions, type TokenStatsResult, type BackwardInput,
-  type ModelOptions, type CreateOptions, type SaveOptions, type TrainableSelection,
+  type ModelOptions, type CreateOptions, type LoadOptions, type SaveOptions, type TrainableSelection,
 } from './model/model.js';
-export { AdamW, type AdamWOptions, type StepOptions, type StepResult } from './optim/adamw.js';
+export { AdamW, type AdamWOptions, type LoadStateOptions, type StepOptions, type StepResult } from './optim/adamw.js';
 export { learningRateSchedule, type LearningRateSchedule, type ScheduleKind, type ScheduleOptions } from './optim/schedule.js';
 export type { ParameterInfo, ModulePart, ParameterKind } from './model/parameters.js';
 export { KvCache, type PrefillCopy } from './model/kv-cache.js';

@@ -1,12 +1,33 @@
-// Checkpoint directories in Hugging Face's layout: one `model.safetensors`, or shards
-// `model-0000i-of-0000n.safetensors` listed by `model.safetensors.index.json` (weight_map:
-// tensor name → shard file). Opened as one name → tensor map; written shard by shard.
+// Checkpoint directories in Hugging Face's layout: one `model.safetensors`, or shards listed by
+// `model.safetensors.index.json` (weight_map: tensor name → shard file). Opened as one
+// name → tensor map; written under the directory's save lock (dir-lock.ts) so that a kill at any
+// moment leaves the old or the new checkpoint loadable, never neither, never a mix.
+//
+// Reading prefers the index. Only regular files inside the directory are read (files.ts).
+//
+// Writing, and the commit point of each layout:
+// - single file: model.safetensors is written through a unique temporary and renamed into place
+//   (with no index there, the rename is the commit); with an index there the old checkpoint still
+//   loads, and removing the index is the commit.
+// - sharded: shards go under new unique names (`model-<8 hex>-0000i-of-0000n.safetensors`, so no
+//   old shard is ever overwritten), are fsynced, the directory is fsynced, then the index is
+//   written through a temporary and renamed over the old one: the commit. A stale
+//   model.safetensors is removed after it.
+// After the commit, stale files of earlier saves go: shards under either naming
+// (`model-0000i-of-0000n.safetensors` or r1v's) that the new index does not list, and this
+// module's temporaries. Shards an old index listed under other names are left in place.
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 
 import { R1VError } from '../core/errors.js';
+import { withDirectoryLock } from './dir-lock.js';
 import {
-  byteSize, checkWriteTensors, SafetensorsFile, writeAll, writeAtomically, writeSafetensors,
+  commitRename, ensureDirectory, entryExists, isTemporaryName, parseJsonFile, randomToken, readRegularFile,
+  removeFile, syncDirectory, temporaryBeside, writeAll, writeFileAtomically, writeNewFile,
+} from './files.js';
+import { clip, ProblemList } from './problems.js';
+import {
+  byteSize, checkWriteTensors, SafetensorsFile, serializeSafetensors,
   type SafetensorsEntry, type SafetensorsTensor, type SafetensorsWriteTensor,
 } from './safetensors.js';
 
@@ -14,6 +35,10 @@ import {
 export const SINGLE_FILE = 'model.safetensors';
 /** A sharded checkpoint directory's index (weight_map: tensor name → shard file name). */
 export const INDEX_FILE = 'model.safetensors.index.json';
+/** Largest index file read (Hugging Face's largest indexes are a few MB). */
+const MAX_INDEX_BYTES = 100_000_000;
+/** Shard names this module writes, and Hugging Face's: stale when no committed index lists them. */
+const SHARD_NAME = /^model-(?:[0-9a-f]{8}-)?\d{5}-of-\d{5}\.safetensors$/;
 
 /**
  * A checkpoint directory seen as one name → tensor map: either `model.safetensors` or the
@@ -28,57 +53,41 @@ export class Checkpoint implements AsyncDisposable {
     private readonly byName: ReadonlyMap<string, SafetensorsFile>,
     /** The index's "metadata" object (e.g. total_size), or the single file's `__metadata__`. */
     readonly metadata: Readonly<Record<string, unknown>>,
+    /** The file whose commit made this checkpoint: the index, or model.safetensors. */
+    readonly commitFile: string,
   ) {}
 
   /** @internal use {@link openCheckpoint}. */
   static async open(dir: string): Promise<Checkpoint> {
-    const indexPath = path.join(dir, INDEX_FILE);
-    let indexText: string | undefined;
-    try {
-      indexText = await fsp.readFile(indexPath, 'utf8');
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') {
-        throw new R1VError('IO', `checkpoint ${indexPath}: cannot read: ${(error as Error).message}`, { cause: error });
-      }
+    const committed = await readCommitted(dir);
+    if (committed === undefined) {
+      throw new R1VError('IO', `checkpoint ${dir}: neither ${INDEX_FILE} nor ${SINGLE_FILE} is there`);
     }
-    if (indexText === undefined) {
-      const single = path.join(dir, SINGLE_FILE);
-      try {
-        await fsp.access(single);
-      } catch (error) {
-        throw new R1VError('IO', `checkpoint ${dir}: neither ${INDEX_FILE} nor ${SINGLE_FILE} is there`, { cause: error });
-      }
-      const f = await SafetensorsFile.open(single);
-      return new Checkpoint(dir, [f], new Map(f.names().map((n) => [n, f])), f.metadata);
+    if (committed.single) {
+      const f = committed.single;
+      return new Checkpoint(dir, [f], new Map(f.names().map((n) => [n, f])), f.metadata, committed.file);
     }
-    const { weightMap, metadata } = parseIndex(indexPath, indexText);
-    const shardNames = [...new Set(weightMap.values())];
-    const missing: string[] = [];
-    for (const s of shardNames) {
-      try {
-        await fsp.access(path.join(dir, s));
-      } catch {
-        missing.push(s);
-      }
-    }
-    if (missing.length > 0) {
-      throw new R1VError('IO', `checkpoint ${indexPath}: shard file(s) missing: ${missing.join(', ')}`);
-    }
+    const { file: indexPath, weightMap, metadata } = committed;
     const opened = new Map<string, SafetensorsFile>();
     try {
-      for (const s of shardNames) opened.set(s, await SafetensorsFile.open(path.join(dir, s)));
+      const missing = new ProblemList();
+      for (const s of new Set(weightMap.values())) {
+        const shardPath = path.join(dir, s);
+        if (!(await entryExists(shardPath, `checkpoint ${indexPath}`))) missing.add(s);
+        else opened.set(s, await SafetensorsFile.open(shardPath, { inside: dir }));
+      }
+      if (missing.count > 0) throw new R1VError('IO', `checkpoint ${indexPath}: ${missing.count} shard file(s) missing:${missing}`);
       const byName = new Map<string, SafetensorsFile>();
-      const absent: string[] = [];
+      const absent = new ProblemList();
       for (const [name, shard] of weightMap) {
         const f = opened.get(shard)!;
         if (f.entries.has(name)) byName.set(name, f);
-        else absent.push(`"${name}" (→ ${shard})`);
+        else absent.add(`"${name}" (→ ${shard})`);
       }
-      if (absent.length > 0) {
-        const shown = absent.slice(0, 10).join(', ') + (absent.length > 10 ? `, … ${absent.length - 10} more` : '');
-        throw new R1VError('IO', `checkpoint ${indexPath}: weight_map names tensors their shard lacks: ${shown}`);
+      if (absent.count > 0) {
+        throw new R1VError('IO', `checkpoint ${indexPath}: weight_map names ${absent.count} tensor(s) their shard lacks:${absent}`);
       }
-      return new Checkpoint(dir, [...opened.values()], byName, metadata);
+      return new Checkpoint(dir, [...opened.values()], byName, metadata, indexPath);
     } catch (error) {
       await Promise.all([...opened.values()].map((f) => f.close()));
       throw error;
@@ -120,13 +129,8 @@ export class Checkpoint implements AsyncDisposable {
   }
 }
 
-function parseIndex(indexPath: string, text: string): { weightMap: Map<string, string>; metadata: Record<string, unknown> } {
-  let index: unknown;
-  try {
-    index = JSON.parse(text);
-  } catch (error) {
-    throw new R1VError('IO', `checkpoint ${indexPath}: not valid JSON: ${(error as Error).message}`, { cause: error });
-  }
+function parseIndex(indexPath: string, bytes: Uint8Array): { weightMap: Map<string, string>; metadata: Record<string, unknown> } {
+  const index = parseJsonFile(bytes, indexPath, 'checkpoint');
   const map = (index as { weight_map?: unknown } | null)?.weight_map;
   if (typeof map !== 'object' || map === null || Array.isArray(map)) {
     throw new R1VError('IO', `checkpoint ${indexPath}: "weight_map" is missing or not an object`);
@@ -134,14 +138,46 @@ function parseIndex(indexPath: string, text: string): { weightMap: Map<string, s
   const weightMap = new Map<string, string>();
   for (const [name, shard] of Object.entries(map)) {
     // Shards are plain file names beside the index; anything else could escape the directory.
-    if (typeof shard !== 'string' || shard === '' || path.basename(shard) !== shard || shard === '..' || shard.includes('\\')) {
-      throw new R1VError('IO', `checkpoint ${indexPath}: weight_map["${name}"] = ${JSON.stringify(shard)} is not a file name in the directory`);
+    if (typeof shard !== 'string' || shard === '' || path.basename(shard) !== shard || shard === '.' || shard === '..'
+      || shard.includes('\\') || shard.includes('\0')) {
+      throw new R1VError('IO', `checkpoint ${indexPath}: weight_map["${clip(name, 200)}"] = ${clip(JSON.stringify(shard), 200)} is not a file name in the directory`);
     }
     weightMap.set(name, shard);
   }
   const meta = (index as { metadata?: unknown }).metadata;
   const metadata = typeof meta === 'object' && meta !== null && !Array.isArray(meta) ? meta as Record<string, unknown> : {};
   return { weightMap, metadata };
+}
+
+type Committed =
+  | { file: string; single: SafetensorsFile; weightMap?: undefined; metadata: Readonly<Record<string, unknown>> }
+  | { file: string; single?: undefined; weightMap: Map<string, string>; metadata: Readonly<Record<string, unknown>> };
+
+/**
+ * What the directory's commit point holds: the index (parsed) when there is one, else the single
+ * file (opened; the caller closes it), else undefined.
+ */
+async function readCommitted(dir: string): Promise<Committed | undefined> {
+  const indexPath = path.join(dir, INDEX_FILE);
+  const where = `checkpoint ${dir}`;
+  if (await entryExists(indexPath, where)) {
+    const bytes = await readRegularFile(indexPath, 'checkpoint', { inside: dir, maxBytes: MAX_INDEX_BYTES });
+    return { file: indexPath, ...parseIndex(indexPath, bytes) };
+  }
+  const single = path.join(dir, SINGLE_FILE);
+  if (!(await entryExists(single, where))) return undefined;
+  const f = await SafetensorsFile.open(single, { inside: dir });
+  return { file: single, single: f, metadata: f.metadata };
+}
+
+/**
+ * @internal The metadata of the file that commits the checkpoint in dir (the index's "metadata",
+ * or model.safetensors' `__metadata__`) and that file's path; undefined when dir holds neither.
+ */
+export async function readCommitMetadata(dir: string): Promise<{ file: string; metadata: Readonly<Record<string, unknown>> } | undefined> {
+  const committed = await readCommitted(dir);
+  await committed?.single?.close();
+  return committed && { file: committed.file, metadata: committed.metadata };
 }
 
 /** Opens a checkpoint directory: `model.safetensors.index.json` with its shards, else `model.safetensors`. */
@@ -153,38 +189,28 @@ export function openCheckpoint(dir: string): Promise<Checkpoint> {
 export interface WriteCheckpointOptions {
   /**
    * Largest tensor-data size of one shard in bytes (default 5e9, Hugging Face's "5GB"). When all
-   * tensors fit, one `model.safetensors` is written; otherwise shards
-   * `model-0000i-of-0000n.safetensors` are filled in order and `model.safetensors.index.json`
-   * lists them. A tensor larger than the limit gets a shard of its own.
+   * tensors fit, one `model.safetensors` is written; otherwise shards are filled in order and
+   * `model.safetensors.index.json` lists them. A tensor larger than the limit gets a shard of its own.
    */
   maxShardBytes?: number;
   /** `__metadata__` written into every file (e.g. { format: 'pt' }). */
   metadata?: Record<string, string>;
 }
 
-/**
- * Writes a checkpoint directory (created if needed) readable by {@link openCheckpoint} and by
- * Hugging Face loaders. Each file is written atomically; a sharded write removes any old index
- * first and writes the new one last, so an index never names an incomplete or stale shard. The
- * other layout's entry file (a stale index or single file) is removed so the directory opens as
- * what was just written; old shard files with other names are left in place.
- */
-export async function writeCheckpoint(
-  dir: string,
-  tensors: readonly SafetensorsWriteTensor[],
-  options: WriteCheckpointOptions = {},
-): Promise<void> {
-  const where = `writeCheckpoint(${dir})`;
+/** @internal A checked checkpoint write: the tensors of each shard (one: a single file) and their total size. */
+export interface CheckpointPlan {
+  shards: SafetensorsWriteTensor[][];
+  totalBytes: number;
+  metadata: Record<string, string> | undefined;
+}
+
+/** @internal Checks the tensors and options of a checkpoint write and splits the tensors into shards. */
+export function planCheckpoint(tensors: readonly SafetensorsWriteTensor[], options: WriteCheckpointOptions, where: string): CheckpointPlan {
   const maxShardBytes = options.maxShardBytes ?? 5e9;
   if (!(Number.isSafeInteger(maxShardBytes) && maxShardBytes > 0)) {
     throw new R1VError('ARGUMENT', `${where}: maxShardBytes must be a positive integer, got ${String(maxShardBytes)}`);
   }
   checkWriteTensors(tensors, where);
-  try {
-    await fsp.mkdir(dir, { recursive: true });
-  } catch (error) {
-    throw new R1VError('IO', `${where}: cannot create the directory: ${(error as Error).message}`, { cause: error });
-  }
   const shards: SafetensorsWriteTensor[][] = [];
   let current: SafetensorsWriteTensor[] = [];
   let currentBytes = 0;
@@ -201,31 +227,76 @@ export async function writeCheckpoint(
     totalBytes += size;
   }
   shards.push(current);
+  return { shards, totalBytes, metadata: options.metadata };
+}
 
-  const removeIfPresent = async (file: string): Promise<void> => {
-    try {
-      await fsp.rm(path.join(dir, file), { force: true });
-    } catch (error) {
-      throw new R1VError('IO', `${where}: cannot remove stale ${file}: ${(error as Error).message}`, { cause: error });
+/** Removes what earlier saves left: shards no committed index lists (none but `keep`) and temporaries. Best effort. */
+async function removeStaleFiles(dir: string, keep: ReadonlySet<string>, where: string): Promise<void> {
+  for (const name of await fsp.readdir(dir).catch(() => [] as string[])) {
+    if (!keep.has(name) && (SHARD_NAME.test(name) || isTemporaryName(name))) {
+      await removeFile(path.join(dir, name), where).catch(() => false);
     }
-  };
-  if (shards.length === 1) {
-    await writeSafetensors(path.join(dir, SINGLE_FILE), shards[0]!, options.metadata);
-    await removeIfPresent(INDEX_FILE);
+  }
+}
+
+/** Shard file names for this write, under a token no file in dir uses yet. */
+async function newShardNames(dir: string, n: number): Promise<string[]> {
+  const used = await fsp.readdir(dir);
+  let token: string;
+  do token = randomToken(4); while (used.some((name) => name.startsWith(`model-${token}-`)));
+  const pad = (i: number): string => String(i).padStart(5, '0');
+  return Array.from({ length: n }, (_, i) => `model-${token}-${pad(i + 1)}-of-${pad(n)}.safetensors`);
+}
+
+/**
+ * @internal Writes a planned checkpoint into dir (which exists; the caller holds its save lock);
+ * `commitMetadata` goes into the file that commits it (the single file's `__metadata__`, or the
+ * index's "metadata"). See the top of this file for the order of writes.
+ */
+export async function commitCheckpoint(dir: string, plan: CheckpointPlan, commitMetadata: Record<string, string>, where: string): Promise<void> {
+  const indexPath = path.join(dir, INDEX_FILE);
+  const singlePath = path.join(dir, SINGLE_FILE);
+  if (plan.shards.length === 1) {
+    const fill = serializeSafetensors(plan.shards[0]!, { ...plan.metadata, ...commitMetadata }, where);
+    await writeFileAtomically(singlePath, fill, where);
+    // While an index is there the old checkpoint loads (the index is preferred): removing it commits.
+    if (await removeFile(indexPath, where)) await syncDirectory(dir, where);
+    await removeStaleFiles(dir, new Set(), where);
     return;
   }
-  // Shards overwrite same-named old ones, so the old index goes first: a failure midway must not
-  // leave an index that mixes old and new shards.
-  await removeIfPresent(INDEX_FILE);
-  const n = shards.length;
-  const pad = (i: number): string => String(i).padStart(5, '0');
+  const names = await newShardNames(dir, plan.shards.length);
   const weightMap: Record<string, string> = {};
-  for (const [i, shard] of shards.entries()) {
-    const name = `model-${pad(i + 1)}-of-${pad(n)}.safetensors`;
-    await writeSafetensors(path.join(dir, name), shard, options.metadata);
-    for (const t of shard) weightMap[t.name] = name;
+  const indexTmp = temporaryBeside(indexPath);
+  try {
+    for (const [i, shard] of plan.shards.entries()) {
+      await writeNewFile(path.join(dir, names[i]!), serializeSafetensors(shard, plan.metadata, where), where);
+      for (const t of shard) weightMap[t.name] = names[i]!;
+    }
+    await syncDirectory(dir, where);
+    const index = { metadata: { total_size: plan.totalBytes, ...commitMetadata }, weight_map: weightMap };
+    await writeNewFile(indexTmp, (fh) => writeAll(fh, Buffer.from(`${JSON.stringify(index, null, 2)}\n`, 'utf8')), where);
+  } catch (error) {
+    await Promise.all(names.map((n) => removeFile(path.join(dir, n), where).catch(() => false)));
+    throw error;
   }
-  const index = `${JSON.stringify({ metadata: { total_size: totalBytes }, weight_map: weightMap }, null, 2)}\n`;
-  await writeAtomically(path.join(dir, INDEX_FILE), (fh) => writeAll(fh, Buffer.from(index, 'utf8')));
-  await removeIfPresent(SINGLE_FILE);
+  await commitRename(indexTmp, indexPath, where);
+  await removeFile(singlePath, where);
+  await removeStaleFiles(dir, new Set(names), where);
+}
+
+/**
+ * Writes a checkpoint directory (created if needed) readable by {@link openCheckpoint} and by
+ * Hugging Face loaders, under the directory's save lock (a concurrent save into it is refused
+ * with R1VError('IO')). A kill at any moment leaves the old or the new checkpoint; see the top
+ * of this file.
+ */
+export async function writeCheckpoint(
+  dir: string,
+  tensors: readonly SafetensorsWriteTensor[],
+  options: WriteCheckpointOptions = {},
+): Promise<void> {
+  const where = `writeCheckpoint(${dir})`;
+  const plan = planCheckpoint(tensors, options, where);
+  await ensureDirectory(dir, where);
+  await withDirectoryLock(dir, where, () => commitCheckpoint(dir, plan, {}, where));
 }

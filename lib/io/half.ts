@@ -1,8 +1,15 @@
-// 16-bit floats on the host: bf16 and f16 bit patterns to and from f32 (round to nearest
-// even; NaN stays NaN, Inf stays Inf; f16 subnormals exact), and any float safetensors tensor
-// widened to f32.
+// Float arrays on the host: bf16 and f16 bit patterns to and from f32 (round to nearest even;
+// NaN stays NaN, Inf stays Inf; f16 subnormals exact), any float safetensors tensor widened to
+// f32 (checked against the largest buffer the host can hold first), and a count of non-finite
+// values.
+import { constants as bufferConstants } from 'node:buffer';
+import { totalmem } from 'node:os';
+
 import { R1VError } from '../core/errors.js';
 import type { SafetensorsTensor } from './safetensors.js';
+
+/** The largest buffer this host can hold: the typed-array limit, and no more than its memory. */
+export const MAX_HOST_BYTES = Math.min(bufferConstants.MAX_LENGTH, totalmem());
 
 const f32 = new Float32Array(1);
 const u32 = new Uint32Array(f32.buffer);
@@ -75,8 +82,26 @@ export function f32ToF16(values: Float32Array): Uint16Array {
   return out;
 }
 
-/** A float tensor's values as f32 (F32 as is, F64 narrowed, BF16/F16 widened); R1VError('DTYPE') otherwise. */
+/** How many of `values` are NaN or ±Inf, and the index of the first (-1 when none). */
+export function countNonFinite(values: Float32Array): { count: number; first: number } {
+  let count = 0, first = -1;
+  for (let i = 0; i < values.length; i++) {
+    if (values[i]! - values[i]! !== 0) {
+      if (count === 0) first = i;
+      count++;
+    }
+  }
+  return { count, first };
+}
+
+/**
+ * A float tensor's values as f32 (F32 as is, F64 narrowed, BF16/F16 widened); R1VError('DTYPE')
+ * otherwise, R1VError('IO') when the f32 copy would exceed MAX_HOST_BYTES.
+ */
 export function toFloat32(t: SafetensorsTensor): Float32Array {
+  if (t.dtype !== 'F32' && t.data.length * 4 > MAX_HOST_BYTES) {
+    throw new R1VError('IO', `toFloat32: ${t.data.length} values need ${t.data.length * 4} bytes as f32, more than the largest buffer this host can hold (${MAX_HOST_BYTES} bytes)`);
+  }
   switch (t.dtype) {
     case 'F32': return t.data;
     case 'F64': return Float32Array.from(t.data);

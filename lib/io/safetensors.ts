@@ -5,13 +5,18 @@
 // Format: u64 little-endian header length N, N bytes of UTF-8 JSON
 // ({ name: { dtype, shape, data_offsets: [begin, end] }, "__metadata__"?: { string: string } }),
 // then the data buffer; offsets are relative to its start and the tensors tile it exactly.
-import { endianness } from 'node:os';
-import { promises as fsp } from 'node:fs';
+//
+// Limits, each an R1VError('IO') naming the file before anything large is allocated: a header of
+// at most 100 MB and MAX_JSON_KEYS keys (parsing time grows with the keys), a tensor of at most
+// MAX_HOST_BYTES (the largest buffer this host can hold). Files are opened as regular files only
+// (a FIFO fails at once; see files.ts).
 import type { FileHandle } from 'node:fs/promises';
-import * as path from 'node:path';
+import { endianness } from 'node:os';
 
 import { R1VError } from '../core/errors.js';
-import { f32ToBf16, f32ToF16 } from './half.js';
+import { exceedsJsonKeyLimit, MAX_JSON_KEYS, openRegularFile, writeAll, writeFileAtomically } from './files.js';
+import { f32ToBf16, f32ToF16, MAX_HOST_BYTES } from './half.js';
+import { clip } from './problems.js';
 
 /** The safetensors dtypes this module reads and writes. */
 export type SafetensorsDType = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
@@ -62,7 +67,7 @@ const ELEMENT = {
 
 /** The reference implementation refuses headers over 100 MB; so do we, before allocating one. */
 const MAX_HEADER_BYTES = 100_000_000;
-/** One positional read or write moves at most this much (Node caps a single call near 2 GiB). */
+/** One positional read moves at most this much (Node caps a single call near 2 GiB). */
 const IO_CHUNK_BYTES = 1 << 30;
 
 function isDType(value: unknown): value is SafetensorsDType {
@@ -102,14 +107,6 @@ async function readExactly(fh: FileHandle, file: string, target: Uint8Array, pos
   }
 }
 
-/** @internal */
-export async function writeAll(fh: FileHandle, bytes: Uint8Array): Promise<void> {
-  for (let done = 0; done < bytes.byteLength;) {
-    const { bytesWritten } = await fh.write(bytes, done, Math.min(bytes.byteLength - done, IO_CHUNK_BYTES));
-    done += bytesWritten;
-  }
-}
-
 function parseHeader(file: string, fileSize: number, headerLength: number, json: Uint8Array):
   { entries: Map<string, SafetensorsEntry>; metadata: Record<string, string> } {
   let header: unknown;
@@ -134,7 +131,7 @@ function parseHeader(file: string, fileSize: number, headerLength: number, json:
       Object.assign(metadata, value);
       continue;
     }
-    const where = `header entry "${name}" (header at byte 8)`;
+    const where = `header entry "${clip(name, 200)}" (header at byte 8)`;
     if (typeof value !== 'object' || value === null) throw ioError(file, `${where} is not an object`);
     const { dtype, shape, data_offsets: offsets } = value as Record<string, unknown>;
     if (!isDType(dtype)) throw ioError(file, `${where}: unknown dtype ${JSON.stringify(dtype)}`);
@@ -148,7 +145,7 @@ function parseHeader(file: string, fileSize: number, headerLength: number, json:
     const [begin, end] = offsets as [number, number];
     const byteLength = elementCount(shape) * ELEMENT[dtype].bytes;
     if (end - begin !== byteLength) {
-      throw ioError(file, `tensor "${name}" at byte ${dataStart + begin}: data_offsets [${begin}, ${end}] hold ${end - begin} bytes `
+      throw ioError(file, `tensor "${clip(name, 200)}" at byte ${dataStart + begin}: data_offsets [${begin}, ${end}] hold ${end - begin} bytes `
         + `but ${dtype} ${JSON.stringify(shape)} needs ${byteLength}`);
     }
     raw.push({ name, dtype, shape: Object.freeze([...shape] as number[]), fileOffset: dataStart + begin, byteLength, file, begin, end });
@@ -158,14 +155,14 @@ function parseHeader(file: string, fileSize: number, headerLength: number, json:
   for (const e of raw) {
     if (e.begin !== expected) {
       const problem = e.begin < expected ? 'overlaps the previous tensor' : 'leaves a gap after the previous tensor';
-      throw ioError(file, `tensor "${e.name}" at byte ${e.fileOffset} (data_offsets [${e.begin}, ${e.end}]) ${problem}, which ends at data offset ${expected}`);
+      throw ioError(file, `tensor "${clip(e.name, 200)}" at byte ${e.fileOffset} (data_offsets [${e.begin}, ${e.end}]) ${problem}, which ends at data offset ${expected}`);
     }
     expected = e.end;
   }
   if (expected !== dataSize) {
     const last = raw[raw.length - 1];
     const problem = expected > dataSize ? 'file is truncated' : 'file has trailing bytes';
-    const tensor = last ? `tensor "${last.name}" (bytes ${last.fileOffset}..${dataStart + expected}) ends` : 'the header ends';
+    const tensor = last ? `tensor "${clip(last.name, 200)}" (bytes ${last.fileOffset}..${dataStart + expected}) ends` : 'the header ends';
     throw ioError(file, `${problem}: ${tensor} at byte ${dataStart + expected} but the file is ${fileSize} bytes`);
   }
   const entries = new Map<string, SafetensorsEntry>();
@@ -191,19 +188,16 @@ export class SafetensorsFile implements AsyncDisposable {
   ) {}
 
   /**
-   * Opens `file` and validates its header: header length against the file size, UTF-8 JSON,
-   * known dtypes, non-negative integer shapes, data_offsets matching dtype size × element count
-   * and tiling the data buffer exactly up to the end of the file (so truncation is caught here).
+   * Opens `file` and validates its header: header length against the file size, UTF-8 JSON of at
+   * most MAX_JSON_KEYS keys, known dtypes, non-negative integer shapes, data_offsets matching
+   * dtype size × element count and tiling the data buffer exactly up to the end of the file (so
+   * truncation is caught here). Only a regular file is opened (a FIFO or device fails at once);
+   * with `inside`, only one whose real path lies in that directory (a symlink leaving it fails).
    * Throws R1VError('IO') naming the file and the byte offset or entry at fault.
    */
-  static async open(file: string): Promise<SafetensorsFile> {
+  static async open(file: string, options: { inside?: string } = {}): Promise<SafetensorsFile> {
     checkHostEndianness(file);
-    let fh: FileHandle;
-    try {
-      fh = await fsp.open(file, 'r');
-    } catch (error) {
-      throw ioError(file, `cannot open: ${(error as Error).message}`, error);
-    }
+    const fh = await openRegularFile(file, 'safetensors', options);
     try {
       const { size } = await fh.stat();
       if (size < 8) throw ioError(file, `file is ${size} bytes, too short for the 8-byte header length at byte 0`);
@@ -219,6 +213,10 @@ export class SafetensorsFile implements AsyncDisposable {
       }
       const json = new Uint8Array(headerLength);
       await readExactly(fh, file, json, 8, 'the header');
+      if (exceedsJsonKeyLimit(json)) {
+        throw ioError(file, `header (bytes 8..${8 + headerLength}) has more than ${MAX_JSON_KEYS} JSON keys (':'), `
+          + `the limit that keeps parsing fast (at most ${MAX_JSON_KEYS / 4} tensors a file)`);
+      }
       const { entries, metadata } = parseHeader(file, size, headerLength, json);
       return new SafetensorsFile(file, fh, entries, Object.freeze(metadata));
     } catch (error) {
@@ -235,17 +233,21 @@ export class SafetensorsFile implements AsyncDisposable {
   /** The header entry for `name`; R1VError('IO') naming the file when absent. */
   entry(name: string): SafetensorsEntry {
     const e = this.entries.get(name);
-    if (!e) throw ioError(this.path, `no tensor named "${name}"`);
+    if (!e) throw ioError(this.path, `no tensor named "${clip(name, 200)}"`);
     return e;
   }
 
   /**
    * Reads one tensor into a fresh typed array of exactly its size, with a positional read at its
-   * offset (nothing else of the file is loaded). Concurrent reads on one file are fine.
+   * offset (nothing else of the file is loaded). Concurrent reads on one file are fine. A tensor
+   * larger than MAX_HOST_BYTES is R1VError('IO') naming it and its size, before any allocation.
    */
   async readTensor(name: string): Promise<SafetensorsTensor> {
-    if (this.closed) throw ioError(this.path, `readTensor("${name}") after close`);
+    if (this.closed) throw ioError(this.path, `readTensor("${clip(name, 200)}") after close`);
     const e = this.entry(name);
+    if (e.byteLength > MAX_HOST_BYTES) {
+      throw ioError(this.path, `tensor "${clip(name, 200)}" is ${e.byteLength} bytes, more than the largest buffer this host can hold (${MAX_HOST_BYTES} bytes)`);
+    }
     const bytes = new Uint8Array(e.byteLength);
     await readExactly(this.fh, this.path, bytes, e.fileOffset, `tensor "${name}"`);
     const data = new ELEMENT[e.dtype].array(bytes.buffer);
@@ -293,6 +295,9 @@ export function checkWriteTensors(tensors: readonly SafetensorsWriteTensor[], wh
     if (!Array.isArray(t.shape) || !t.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
       throw new R1VError('SHAPE', `${where}: tensor "${t.name}" shape ${JSON.stringify(t.shape)} is not a list of non-negative integers`);
     }
+    if (!Number.isSafeInteger(byteSize(t))) {
+      throw new R1VError('SHAPE', `${where}: tensor "${t.name}" shape ${JSON.stringify(t.shape)} has more bytes than a file can address`);
+    }
   }
 }
 
@@ -318,39 +323,15 @@ export function byteSize(t: SafetensorsWriteTensor): number {
   return elementCount(t.shape) * ELEMENT[t.dtype].bytes;
 }
 
-/** Creates `file` atomically: `fill` writes a `.tmp` sibling, which is fsynced and renamed; on failure the tmp is removed. */
-/** @internal */
-export async function writeAtomically(file: string, fill: (fh: FileHandle) => Promise<void>): Promise<void> {
-  const tmp = `${file}.tmp`;
-  let fh: FileHandle | undefined;
-  try {
-    fh = await fsp.open(tmp, 'w');
-    await fill(fh);
-    await fh.sync();
-    await fh.close();
-    fh = undefined;
-    await fsp.rename(tmp, file);
-  } catch (error) {
-    await fh?.close().catch(() => undefined);
-    await fsp.rm(tmp, { force: true });
-    if (error instanceof R1VError) throw error;
-    throw new R1VError('IO', `writing ${file} failed: ${(error as Error).message}`, { cause: error });
-  }
-}
-
 /**
- * Writes a safetensors file at `file`, streaming each tensor's bytes in order (the header is
- * padded with spaces so the data starts 8-byte aligned). The file appears only once complete:
- * it is written to `file + '.tmp'`, fsynced and renamed, and a failure leaves no file behind.
- * Bad tensors throw R1VError ARGUMENT/DTYPE/SHAPE; I/O failures R1VError('IO').
+ * @internal Checks tensors and metadata and returns the writer of the file's bytes: the header
+ * (padded with spaces so the data starts 8-byte aligned), then each tensor's bytes in order,
+ * produced when its turn comes. A header readers would refuse (over MAX_JSON_KEYS keys) is
+ * R1VError('ARGUMENT'); bad tensors ARGUMENT/DTYPE/SHAPE.
  */
-export async function writeSafetensors(
-  file: string,
-  tensors: readonly SafetensorsWriteTensor[],
-  metadata?: Record<string, string>,
-): Promise<void> {
-  const where = `writeSafetensors(${file})`;
-  checkHostEndianness(file);
+export function serializeSafetensors(tensors: readonly SafetensorsWriteTensor[], metadata: Record<string, string> | undefined,
+  where: string): (fh: FileHandle) => Promise<void> {
+  checkHostEndianness(where);
   checkWriteTensors(tensors, where);
   if (metadata !== undefined && (typeof metadata !== 'object' || metadata === null
     || !Object.values(metadata).every((v) => typeof v === 'string'))) {
@@ -365,16 +346,37 @@ export async function writeSafetensors(
     offset += size;
   }
   let json = Buffer.from(JSON.stringify(header), 'utf8');
+  if (exceedsJsonKeyLimit(json)) {
+    throw new R1VError('ARGUMENT', `${where}: the header of ${tensors.length} tensors would have more than ${MAX_JSON_KEYS} JSON keys, `
+      + 'which readers refuse; split the tensors over several files (a sharded checkpoint)');
+  }
   const padded = Math.ceil(json.length / 8) * 8;
   json = Buffer.concat([json, Buffer.alloc(padded - json.length, 0x20)]);
   const prefix = Buffer.alloc(8);
   prefix.writeBigUInt64LE(BigInt(json.length));
-  await writeAtomically(file, async (fh) => {
+  return async (fh) => {
     await writeAll(fh, prefix);
     await writeAll(fh, json);
     for (const t of tensors) {
       const data = typeof t.data === 'function' ? await t.data() : t.data;
       await writeAll(fh, tensorBytes(t, data, where));
     }
-  });
+  };
+}
+
+/**
+ * Writes a safetensors file at `file`, streaming each tensor's bytes in order. The file appears
+ * only once complete: it is written to a new unique hidden temporary beside it (created
+ * exclusively, so a planted symlink is never followed), fsynced, renamed over `file` (replacing
+ * whatever entry was there, a symlink included, without writing through it) and the directory is
+ * fsynced; a failure leaves no file behind. Bad tensors throw R1VError ARGUMENT/DTYPE/SHAPE; I/O
+ * failures R1VError('IO').
+ */
+export async function writeSafetensors(
+  file: string,
+  tensors: readonly SafetensorsWriteTensor[],
+  metadata?: Record<string, string>,
+): Promise<void> {
+  const where = `writeSafetensors(${file})`;
+  await writeFileAtomically(file, serializeSafetensors(tensors, metadata, where), where);
 }

@@ -8,17 +8,19 @@
 // This file is the facade: construction, Hugging Face load/save, the parameter API and the
 // entry points. The work lives beside it: parameters.ts (groups and names), vision.ts and
 // decoder.ts (the layers), stack.ts, forward-run.ts, backward-plan.ts, batch-plan.ts, kv-cache.ts.
+import { randomUUID } from 'node:crypto';
+
 import type { Engine } from '../core/engine.js';
 import { R1VError } from '../core/errors.js';
 import type { FloatDType, Tensor } from '../core/tensor.js';
 import * as is from '../core/validate.js';
 import type { Batch } from '../data/batch.js';
-import { loadTensors, readConfigJson, saveModelDirectory } from '../io/hf-checkpoint.js';
+import { loadTensors, openModelDirectory, saveModelDirectory } from '../io/hf-checkpoint.js';
 import * as ops from '../ops/index.js';
 import { planBatch } from './batch-plan.js';
 import { parseModelConfig, type ModelConfig } from './config.js';
 import { LanguageLayer } from './decoder.js';
-import { ForwardRun, type ModelParts } from './forward-run.js';
+import { ForwardRun } from './forward-run.js';
 import { decodeStep, KvCache, logits, prefill, type PrefillCopy } from './kv-cache.js';
 import {
   findParameter, initializerOf, modelLayout, numelOf, parameterSpecs, redundantNames, resolveGroups,
@@ -77,6 +79,11 @@ export interface ModelOptions {
 export interface CreateOptions extends ModelOptions {
   /** Seed of the random initialisation (same seed, same weights on the same device). Default 0. */
   seed?: number;
+}
+
+export interface LoadOptions extends ModelOptions {
+  /** Load weights that hold NaN or ±Inf instead of refusing them (R1VError('IO') naming the tensors). Default false. */
+  allowNonFinite?: boolean;
 }
 
 export interface SaveOptions {
@@ -152,6 +159,8 @@ export class VisionLanguageModel {
 
   readonly #params: Map<string, Parameter>;
   #disposed = false;
+  /** The id of the current weights (see stateId); undefined until asked for, and after they change. */
+  #stateId: string | undefined;
 
   private constructor(engine: Engine, config: ModelConfig, dtype: 'f32' | 'bf16', params: Map<string, Parameter>, options: ModelOptions) {
     this.engine = engine;
@@ -191,20 +200,25 @@ export class VisionLanguageModel {
    * Loads a Hugging Face model directory: config.json plus model.safetensors or a sharded
    * model.safetensors.index.json, with InternVL names (or plain Qwen2 names for a text-only
    * model). Tensors are read one at a time (f32, bf16 or f16). Missing, unexpected or wrong-shaped
-   * tensors fail with one R1VError('IO') listing them all, before any weight is read.
+   * tensors fail with one R1VError('IO') listing them, before any weight is read; so do weights
+   * holding NaN or ±Inf, unless `allowNonFinite`. Only regular files inside dir are read. When
+   * config.json is the one a save interrupted between its weights and its config left behind (or
+   * is missing), the config the weights were saved with is used, with a warning (see io/hf-checkpoint.ts).
    */
-  static async load(engine: Engine, dir: string, options: ModelOptions = {}): Promise<VisionLanguageModel> {
+  static async load(engine: Engine, dir: string, options: LoadOptions = {}): Promise<VisionLanguageModel> {
     const fn = 'VisionLanguageModel.load';
-    const dtype = checkModelOptions(options, engine, fn);
+    const dtype = checkModelOptions(options, engine, fn, ['allowNonFinite']);
+    const allowNonFinite = is.optionalBoolean(options.allowNonFinite, 'allowNonFinite', fn, false);
     const warn = options.warn ?? ((m: string) => console.warn(m));
-    const config = parseModelConfig(await readConfigJson(dir, fn), { source: `${dir}/config.json`, warn });
+    await using source = await openModelDirectory(dir, fn, warn);
+    const config = parseModelConfig(source.config, { source: source.configSource, warn });
     const layout = { valueHead: options.valueHead === true };
     const specs = parameterSpecs(config, layout);
     const bySpec = new Map(specs.map((s) => [s.name, s]));
     const params = new Map<string, Parameter>();
     const valueHead = new Set(specs.filter((s) => s.part === 'value').map((s) => s.name));
     try {
-      const absent = await loadTensors(dir, specs, { redundant: redundantNames(config, layout), optional: valueHead, warn, fn }, (name, data) => {
+      const absent = await loadTensors(source.checkpoint, specs, { redundant: redundantNames(config, layout), optional: valueHead, allowNonFinite, warn, fn }, (name, data) => {
         const spec = bySpec.get(name)!;
         params.set(name, makeParameter(spec, engine.tensor(data, [...spec.shape]), dtype));
       });
@@ -217,19 +231,25 @@ export class VisionLanguageModel {
       for (const p of params.values()) disposeParameter(p);
       throw error;
     }
-    return new VisionLanguageModel(engine, config, dtype, params, options);
+    const model = new VisionLanguageModel(engine, config, dtype, params, options);
+    model.#stateId = source.stateId;
+    return model;
   }
 
   /**
-   * Writes a Hugging Face directory: config.json (the config as given) and the weights under
-   * their HF names (f32 masters when the model has them), streamed tensor by tensor, each file
-   * written atomically. A tied LM head is not written (HF ties it back on load).
+   * Writes a Hugging Face directory (created if needed): the weights under their HF names (f32
+   * masters when the model has them), streamed tensor by tensor, then config.json (the config as
+   * given, plus `img_context_token_id` when the model knows it and the config lacks it). Crash-safe
+   * and exclusive (see io/checkpoint.ts): a kill leaves the old or the new checkpoint, a concurrent
+   * save into dir is refused with R1VError('IO'). The weights record the id of this state of the
+   * weights, which AdamW.save pairs with. A tied LM head is not written (HF ties it back on load).
    */
   async save(dir: string, options: SaveOptions = {}): Promise<void> {
     const fn = 'VisionLanguageModel.save';
     this.#checkAlive(fn);
     const o = is.options(options, ['dtype', 'maxShardBytes'] as const, fn);
     const stored = is.optionalOneOf(o.dtype, 'dtype', fn, ['f32', 'bf16'] as const, 'f32');
+    const stateId = this.stateId();
     await this.engine.synchronize();
     const tensors = [...this.#params.values()].map((p) => ({
       name: p.name,
@@ -237,9 +257,27 @@ export class VisionLanguageModel {
       shape: p.shape,
       data: () => (p.master ?? p.value).toArray() as Promise<Float32Array>,
     }));
-    await saveModelDirectory(dir, this.config.raw, tensors, {
-      fn, metadata: { format: 'pt' }, ...(options.maxShardBytes ? { maxShardBytes: options.maxShardBytes } : {}),
+    const raw = this.config.raw, id = this.imageContextTokenId;
+    const addImageToken = this.config.vision !== undefined && raw.img_context_token_id == null
+      && id !== undefined && id < this.config.language.vocabSize;
+    await saveModelDirectory(dir, addImageToken ? { ...raw, img_context_token_id: id } : raw, tensors, {
+      fn, stateId, metadata: { format: 'pt' }, ...(options.maxShardBytes ? { maxShardBytes: options.maxShardBytes } : {}),
     });
+  }
+
+  /**
+   * @internal An id of the model's current weights: the same until they change (setParameter, an
+   * optimizer step), taken from the files on load. A model save records it, and so does an
+   * optimizer save, so that a model and an optimizer state from different steps are told apart.
+   */
+  stateId(): string {
+    this.#stateId ??= randomUUID();
+    return this.#stateId;
+  }
+
+  /** @internal Marks the weights as changed (a new stateId); code that updates parameters in place calls it. */
+  weightsChanged(): void {
+    this.#stateId = undefined;
   }
 
   // ---- parameters ---------------------------------------------------------------------------
@@ -314,6 +352,7 @@ export class VisionLanguageModel {
       throw new R1VError('SHAPE', `${fn}(${name}): need a Float32Array of ${numelOf(p.shape)} values (shape ${JSON.stringify(p.shape)})`);
     }
     const shape = [...p.shape];
+    this.weightsChanged();
     const value = this.engine.tensor(values, shape, { dtype: p.value.dtype as FloatDType });
     p.value.dispose();
     p.value = value;

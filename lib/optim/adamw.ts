@@ -2,12 +2,23 @@
 // decay, bias correction with a per-parameter step count, parameters without a gradient skipped),
 // with optional clipping by the global gradient norm. State (exp_avg, exp_avg_sq) is f32; 16-bit
 // parameters are updated through their f32 master copies.
-import { promises as fsp } from 'node:fs';
+//
+// The state is saved as optimizer.safetensors beside the model files, recording the id of the
+// model weights it belongs to (the model's stateId, which every step renews); loading refuses a
+// state whose id differs from the model files in the directory (a model and an optimizer from
+// different steps, e.g. a save killed between the two). A state without an id (older files) loads
+// with a warning. Loading also refuses states no optimizer can produce: non-finite moments,
+// negative second moments, step counts that are not non-negative integers.
 import path from 'node:path';
 
 import { R1VError } from '../core/errors.js';
 import * as is from '../core/validate.js';
 import * as ops from '../ops/index.js';
+import { withDirectoryLock } from '../io/dir-lock.js';
+import { ensureDirectory } from '../io/files.js';
+import { countNonFinite } from '../io/half.js';
+import { savedModelState } from '../io/hf-checkpoint.js';
+import { ProblemList } from '../io/problems.js';
 import { SafetensorsFile, writeSafetensors, type SafetensorsWriteTensor } from '../io/safetensors.js';
 import type { Tensor } from '../core/tensor.js';
 import type { VisionLanguageModel } from '../model/model.js';
@@ -51,6 +62,23 @@ interface State {
 }
 
 const STATE_FILE = 'optimizer.safetensors';
+/** Metadata key of the model weights' id (VisionLanguageModel.stateId) the state belongs to. */
+const MODEL_STATE_KEY = 'r1v_model_state_id';
+
+export interface LoadStateOptions {
+  /** Receives warnings (a state saved without a model id). Default console.warn. */
+  warn?: (message: string) => void;
+}
+
+/** Problems of one parameter's moments: non-finite exp_avg, negative or non-finite exp_avg_sq. */
+function momentProblems(name: string, m: Float32Array, v: Float32Array, problems: ProblemList): void {
+  const mBad = countNonFinite(m).count, vNonFinite = countNonFinite(v).count;
+  let vNegative = 0;
+  for (let i = 0; i < v.length; i++) if (v[i]! < 0) vNegative++;
+  if (mBad > 0) problems.add(`${name}.exp_avg: ${mBad} non-finite value(s)`);
+  if (vNonFinite > 0) problems.add(`${name}.exp_avg_sq: ${vNonFinite} non-finite value(s)`);
+  if (vNegative > 0) problems.add(`${name}.exp_avg_sq: ${vNegative} negative value(s) (second moments are squares)`);
+}
 
 export class AdamW {
   readonly model: VisionLanguageModel;
@@ -117,6 +145,7 @@ export class AdamW {
     for (const [step, groups] of byStep) {
       ops.adamwStep(groups, { lr: this.lr, step, beta1: this.beta1, beta2: this.beta2, eps: this.eps, weightDecay: this.weightDecay, gradScale });
     }
+    this.model.weightsChanged();
     await this.model.engine.synchronize();
     return { gradNorm, updated: params.length, skipped: false };
   }
@@ -137,10 +166,13 @@ export class AdamW {
   }
 
   /**
-   * Writes the state to dir/optimizer.safetensors: `<param>.exp_avg` and `<param>.exp_avg_sq` (f32)
-   * and, in the metadata, the hyperparameters and each parameter's step count. Atomic.
+   * Writes the state to dir/optimizer.safetensors (dir created if needed): `<param>.exp_avg` and
+   * `<param>.exp_avg_sq` (f32) and, in the metadata, the hyperparameters, each parameter's step
+   * count and the id of the model's current weights (so save the model and its optimizer after
+   * the same step, in either order). Atomic, under the directory's save lock.
    */
   async save(dir: string): Promise<void> {
+    const fn = 'AdamW.save';
     await this.model.engine.synchronize();
     const tensors: SafetensorsWriteTensor[] = [];
     const steps: Record<string, number> = {};
@@ -150,20 +182,29 @@ export class AdamW {
       tensors.push({ name: `${name}.exp_avg_sq`, dtype: 'F32', shape, data: () => s.v.toArray() as Promise<Float32Array> });
       steps[name] = s.step;
     }
-    await fsp.mkdir(dir, { recursive: true });
     const hyper = { lr: this.lr, betas: [this.beta1, this.beta2], eps: this.eps, weightDecay: this.weightDecay };
-    await writeSafetensors(path.join(dir, STATE_FILE), tensors, { format: 'r1v-adamw', steps: JSON.stringify(steps), hyperparameters: JSON.stringify(hyper) });
+    const metadata = {
+      format: 'r1v-adamw', steps: JSON.stringify(steps), hyperparameters: JSON.stringify(hyper), [MODEL_STATE_KEY]: this.model.stateId(),
+    };
+    await ensureDirectory(dir, fn);
+    await withDirectoryLock(dir, fn, () => writeSafetensors(path.join(dir, STATE_FILE), tensors, metadata));
   }
 
   /**
-   * Replaces the state with the one saved in dir. Every saved parameter must exist in the model
-   * with the same shape (else R1VError('IO') listing the mismatches, and the state is unchanged).
-   * The learning rate and hyperparameters of this optimizer are kept (a resumed run sets them).
+   * Replaces the state with the one saved in dir. It must belong to the model files in dir (the
+   * same weights id; without model files there, to the model's current weights), else
+   * R1VError('IO') naming both; a state saved without an id loads with a warning. Every saved
+   * parameter must exist in the model with the same shape, moments must be finite and second
+   * moments non-negative, step counts non-negative integers (else R1VError('IO') listing the
+   * problems). On any failure the state is unchanged. The learning rate and hyperparameters of
+   * this optimizer are kept (a resumed run sets them).
    */
-  async load(dir: string): Promise<void> {
+  async load(dir: string, options: LoadStateOptions = {}): Promise<void> {
     const fn = 'AdamW.load';
+    const o = is.options(options, ['warn'] as const, fn);
+    const warn = o.warn === undefined ? (m: string) => console.warn(m) : is.func<(m: string) => void>(o.warn, 'warn', fn);
     const file = path.join(dir, STATE_FILE);
-    await using f = await SafetensorsFile.open(file);
+    await using f = await SafetensorsFile.open(file, { inside: dir });
     const meta = f.metadata;
     let steps: Record<string, unknown>;
     try {
@@ -172,40 +213,41 @@ export class AdamW {
     } catch (error) {
       throw new R1VError('IO', `${fn}: ${file} is not an r1v AdamW state (${(error as Error).message})`, { cause: error });
     }
+    await this.#checkPair(dir, file, meta[MODEL_STATE_KEY], fn, warn);
     const params = new Map(this.model.parameterStates().map((p) => [p.name, p]));
-    const problems: string[] = [];
+    const problems = new ProblemList();
     const names = new Set(f.names());
     for (const [name, step] of Object.entries(steps)) {
       const p = params.get(name);
       if (!p) {
-        problems.push(`${name}: no such parameter in the model`);
+        problems.add(`${name}: no such parameter in the model`);
         continue;
       }
-      if (!Number.isSafeInteger(step) || (step as number) < 0) problems.push(`${name}: bad step count ${String(step)}`);
+      if (!Number.isSafeInteger(step) || (step as number) < 0) problems.add(`${name}: bad step count ${String(step)}`);
       for (const suffix of ['exp_avg', 'exp_avg_sq']) {
         const key = `${name}.${suffix}`;
         if (!names.has(key)) {
-          problems.push(`missing ${key}`);
+          problems.add(`missing ${key}`);
           continue;
         }
         const e = f.entry(key);
         if (e.dtype !== 'F32' || numelOf(e.shape) !== numelOf(p.shape) || e.shape.length !== p.shape.length) {
-          problems.push(`${key} is ${e.dtype} ${JSON.stringify(e.shape)}, the parameter is ${JSON.stringify(p.shape)}`);
+          problems.add(`${key} is ${e.dtype} ${JSON.stringify(e.shape)}, the parameter is ${JSON.stringify(p.shape)}`);
         }
       }
     }
-    if (problems.length > 0) throw new R1VError('IO', `${fn}: ${file} does not match the model:\n  ${problems.join('\n  ')}`);
+    if (problems.count > 0) throw new R1VError('IO', `${fn}: ${file} does not match the model (${problems.count} problems):${problems}`);
     const next = new Map<string, State>();
     try {
       for (const [name, step] of Object.entries(steps)) {
         const shape = [...params.get(name)!.shape];
-        const m = await f.readTensor(`${name}.exp_avg`), v = await f.readTensor(`${name}.exp_avg_sq`);
-        next.set(name, {
-          m: this.model.engine.tensor(m.data as Float32Array, shape),
-          v: this.model.engine.tensor(v.data as Float32Array, shape),
-          step: step as number,
-        });
+        const m = (await f.readTensor(`${name}.exp_avg`)).data as Float32Array;
+        const v = (await f.readTensor(`${name}.exp_avg_sq`)).data as Float32Array;
+        momentProblems(name, m, v, problems);
+        if (problems.count > 0) continue;
+        next.set(name, { m: this.model.engine.tensor(m, shape), v: this.model.engine.tensor(v, shape), step: step as number });
       }
+      if (problems.count > 0) throw new R1VError('IO', `${fn}: ${file} holds an invalid state (${problems.count} problems):${problems}`);
     } catch (error) {
       for (const s of next.values()) {
         s.m.dispose();
@@ -215,6 +257,24 @@ export class AdamW {
     }
     this.dispose();
     for (const [k, s] of next) this.#state.set(k, s);
+  }
+
+  /** Refuses a state recorded for other weights than the model files in dir (or, without any, the model's own). */
+  async #checkPair(dir: string, file: string, recorded: unknown, fn: string, warn: (message: string) => void): Promise<void> {
+    if (typeof recorded !== 'string') {
+      warn(`${fn}: ${file} has no record of the model weights it belongs to (saved by an older version); loading it unchecked`);
+      return;
+    }
+    const saved = await savedModelState(dir);
+    if (saved === undefined) {
+      if (recorded !== this.model.stateId()) {
+        throw new R1VError('IO', `${fn}: ${file} was saved with other weights than the model's current weights, and ${dir} holds no model files to check against`);
+      }
+    } else if (saved.id !== recorded) {
+      throw new R1VError('IO', `${fn}: ${file} belongs to other model weights than ${saved.file} `
+        + `(weights id ${recorded} vs ${saved.id ?? 'none recorded'}): the model and the optimizer were saved at different steps, `
+        + 'e.g. a save was interrupted between the two; resume with a fresh optimizer or from a complete checkpoint');
+    }
   }
 
   /** Frees the optimizer state. */
