@@ -20,7 +20,10 @@ import * as ops from '../ops/index.js';
 import { planBatch } from './batch-plan.js';
 import { parseModelConfig, type ModelConfig } from './config.js';
 import { LanguageLayer } from './decoder.js';
+import { ForwardResult, type BackwardInput, type TokenStatsResult } from './forward-result.js';
 import { ForwardRun } from './forward-run.js';
+
+export { ForwardResult, type BackwardInput, type TokenStatsResult } from './forward-result.js';
 import { decodeStep, KvCache, logits, prefill, type PrefillCopy } from './kv-cache.js';
 import {
   findParameter, initializerOf, modelLayout, numelOf, parameterSpecs, redundantNames, resolveGroups,
@@ -40,23 +43,6 @@ export interface ForwardOptions {
    * `values` passes false (the vocabulary-sized head is then skipped; logprobs/entropy are empty).
    */
   tokenStats?: boolean;
-}
-
-/** Per scored position, in order: log p(target) and the entropy of softmax(logits / T). */
-export interface TokenStatsResult {
-  logprobs: Float32Array;
-  entropy: Float32Array;
-}
-
-/**
- * Per-token coefficients of the loss: dL/dlogprob, and optionally dL/dentropy and (a model with a
- * value head) dL/dvalue per scored position. dLogprobs may be omitted when the forward ran
- * without tokenStats.
- */
-export interface BackwardInput {
-  dLogprobs?: Float32Array;
-  dEntropy?: Float32Array;
-  dValues?: Float32Array;
 }
 
 export interface ModelOptions {
@@ -473,54 +459,5 @@ export class VisionLanguageModel {
   #checkAlive(fn: string): void {
     if (this.#disposed) throw new R1VError('DISPOSED', `${fn}: the model is disposed`);
     if (this.engine.disposed) throw new R1VError('DISPOSED', `${fn}: the model's engine is disposed`);
-  }
-}
-
-/** The outcome of forward(): the statistics, and backward() when it ran with { grad: true }. */
-export class ForwardResult implements TokenStatsResult {
-  #run: ForwardRun | undefined;
-
-  /** @internal */
-  constructor(run: ForwardRun, readonly logprobs: Float32Array, readonly entropy: Float32Array,
-    /** A model with a value head: the value of each scored position. */
-    readonly values?: Float32Array) {
-    this.#run = run.grad ? run : undefined;
-    if (!run.grad) run.dispose();
-  }
-
-  /**
-   * Adds to every trainable parameter's gradient the gradient of L, where dLogprobs[i] = ∂L/∂logprobs[i]
-   * and dEntropy[i] = ∂L/∂entropy[i] for the scored positions, in order. Once per forward; frees the
-   * kept activations.
-   */
-  async backward(input: BackwardInput): Promise<void> {
-    const fn = 'backward';
-    const run = this.#run;
-    if (!run) throw new R1VError('ARGUMENT', `${fn}: this forward ran without { grad: true }, or backward already ran`);
-    if (typeof input !== 'object' || input === null) throw new R1VError('ARGUMENT', `${fn}: pass { dLogprobs, dEntropy? }`);
-    is.options(input, ['dLogprobs', 'dEntropy', 'dValues'], fn, 'field');
-    const n = run.plan.scored.length;
-    const coefficient = (value: unknown, name: string, present: boolean): Float32Array | undefined => {
-      if (value === undefined) return undefined;
-      if (!present) is.fail(fn, `${name} given, but the forward computed no ${name === 'dValues' ? 'values (no value head)' : 'token statistics'}`);
-      return is.float32Array(value, name, fn, n);
-    };
-    const dLogprobs = coefficient(input.dLogprobs, 'dLogprobs', run.tokenStats);
-    const dEntropy = coefficient(input.dEntropy, 'dEntropy', run.tokenStats);
-    const dValues = coefficient(input.dValues, 'dValues', this.values !== undefined);
-    if (run.tokenStats && !dLogprobs) is.fail(fn, 'dLogprobs must be a Float32Array, got undefined');
-    this.#run = undefined;
-    try {
-      await run.backward({ dLogprobs, dEntropy, dValues });
-      await run.model.engine.synchronize();
-    } finally {
-      run.dispose();
-    }
-  }
-
-  /** Frees the activations kept for backward (when backward will not be called). */
-  dispose(): void {
-    this.#run?.dispose();
-    this.#run = undefined;
   }
 }
