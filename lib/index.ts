@@ -56,3 +56,4 @@ export { sftStep, rlStep, stepSeed, type StepContext } from './train/step.js';
 export { packSequences, responseOffsets, rowPrompt, microBatches, type Sequence, type RolloutSample } from './train/samples.js';
 export { MetricsLog, readMetrics, rolloutMetrics, formatStep, type StepMetrics } from './train/metrics.js';
 export { createProgress, noProgress, type Progress } from './train/progress.js';
+export { writeReport, stageTable, correlation, chartSpecs, REPORT_FILE, type ReportData, type ReportRun, type StageEvaluation as ReportStageEvaluation, type MetricRecord, type StageRow, type ChartSpec } from './cli/report/index.js';
