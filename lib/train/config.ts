@@ -126,7 +126,7 @@ export const trainConfigSchema = z.strictObject({
     config: z.union([z.string().min(1), z.record(z.string(), z.unknown())]).optional().describe('or: a config.json (path or object) for a randomly initialised model'),
     recompute: z.boolean().default(false).describe('recompute activations in backward (less memory)'),
     imageContextTokenId: nonNegativeInt.optional().describe('default: the tokenizer\'s <IMG_CONTEXT> id'),
-  }).refine((m) => (m.path === undefined) !== (m.config === undefined), 'give exactly one of model.path and model.config').prefault({}),
+  }).refine((m) => m.path === undefined || m.config === undefined, 'give model.path or model.config, not both').prefault({}),
   tokenizer: z.string().min(1).default('qwen3').describe("a tokenizer directory, or 'qwen3' (the packaged Qwen3 tokenizer)"),
   data: z.strictObject({
     train: z.string().min(1).optional().describe('training rows (JSONL): { question, answer, image?, images?, response?, difficulty? }'),
