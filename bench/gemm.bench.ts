@@ -7,7 +7,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { Bench } from 'tinybench';
 
 import { buildInfo, devices, Engine, ops, type FloatDType } from '../lib/index.js';
-import { runIdentity, measuredCpuPeakGflops } from './run_identity.js';
+import { runIdentity, measuredCpuPeakGflops } from '../lib/bench/run-identity.js';
 
 const sizes = (process.env.R1V_BENCH_SIZES ?? '256,512,1024,2048').split(',').map(Number);
 const info = buildInfo();

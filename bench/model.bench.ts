@@ -22,9 +22,9 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import {
   AdamW, buildInfo, devices, Engine, ops, VisionLanguageModel, type Batch, type ModelConfig,
 } from '../lib/index.js';
-import { makeContext } from './kernels/common.js';
+import { makeContext } from '../lib/bench/common.js';
 import { INTERNVL3_1B, SMALL, TINY, type BenchModel } from './model-configs.js';
-import { runIdentity, measuredCpuPeakGflops } from './run_identity.js';
+import { runIdentity, measuredCpuPeakGflops } from '../lib/bench/run-identity.js';
 
 interface BatchSpec {
   sequences: number;

@@ -33,9 +33,9 @@ import { fileURLToPath } from 'node:url';
 import {
   buildInfo, devices, Engine, generate, ops, VisionLanguageModel, type GeneratePrompt, type ModelConfig,
 } from '../lib/index.js';
-import { makeContext } from './kernels/common.js';
+import { makeContext } from '../lib/bench/common.js';
 import { INTERNVL3_1B, SMALL, TINY, type BenchModel } from './model-configs.js';
-import { runIdentity, measuredCpuPeakGflops } from './run_identity.js';
+import { runIdentity, measuredCpuPeakGflops } from '../lib/bench/run-identity.js';
 
 interface RolloutCase {
   model: BenchModel;

@@ -14,7 +14,7 @@ export {
   type LanguageConfig, type ParseModelConfigOptions,
 } from './model/config.js';
 export {
-  Tokenizer, IMG_START_TOKEN, IMG_END_TOKEN, IMG_CONTEXT_TOKEN, IMAGE_PLACEHOLDER, DEFAULT_TOKENS_PER_TILE,
+  Tokenizer, packagedTokenizerDir, tokenizerDir, IMG_START_TOKEN, IMG_END_TOKEN, IMG_CONTEXT_TOKEN, IMAGE_PLACEHOLDER, DEFAULT_TOKENS_PER_TILE,
   type TokenizerLoadOptions, type AddedTokenSpec, type ChatMessage, type ChatContentPart,
   type ChatTemplateOptions, type EncodeOptions, type DecodeOptions,
 } from './data/tokenizer.js';
@@ -49,11 +49,12 @@ export {
   loadTrainConfig, parseTrainConfig, trainConfigSchema, type TrainConfig, type TrainConfigInput, type StageConfig,
 } from './train/config.js';
 export { Trainer, type TrainerOptions, type TrainSummary } from './train/trainer.js';
-export { CheckpointStore, checkpointDirName, type CheckpointStoreOptions, type CheckpointInfo, type CheckpointWriter } from './train/checkpoints.js';
+export { CheckpointStore, checkpointDirName, latestCheckpointDir, type CheckpointStoreOptions, type CheckpointInfo, type CheckpointWriter } from './train/checkpoints.js';
 export { rollout, score, perToken, advantages, informativeGroups, overlongPenalty, klRewardPenalty, type RolloutOptions, type RolloutResult } from './train/steps.js';
 export { policyUpdate, criticUpdate, sftUpdate, microBatchShare, type UpdateResult, type PolicyUpdateOptions, type CriticUpdateOptions } from './train/update.js';
 export { sftStep, rlStep, stepSeed, type StepContext } from './train/step.js';
 export { packSequences, responseOffsets, rowPrompt, microBatches, type Sequence, type RolloutSample } from './train/samples.js';
+export { evaluateRows, type EvaluateOptions, type Evaluation } from './train/evaluate.js';
 export { MetricsLog, readMetrics, rolloutMetrics, formatStep, type StepMetrics } from './train/metrics.js';
 export { createProgress, noProgress, type Progress } from './train/progress.js';
 export { writeReport, stageTable, correlation, chartSpecs, REPORT_FILE, type ReportData, type ReportRun, type StageEvaluation as ReportStageEvaluation, type MetricRecord, type StageRow, type ChartSpec } from './cli/report/index.js';

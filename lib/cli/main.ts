@@ -1,40 +1,37 @@
 #!/usr/bin/env node
-import { Command, InvalidArgumentError } from 'commander';
+// `r1v`, the command line: this file wires the commands (one module each under commands/) and
+// turns failures into one line on stderr and an exit code (failures.ts: 0 done, 1 unexpected
+// failure, 2 bad input, 130 Ctrl-C). docs/cli.md describes every command and option.
+import { createRequire } from 'node:module';
 
-import { runDemo } from './demo.js';
-import { buildInfo, devices } from '../core/device.js';
-import { R1VError } from '../core/errors.js';
+import { Command, CommanderError } from 'commander';
 
-function positiveInt(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('must be a positive integer');
-  return n;
-}
+import { register as bench } from './commands/bench.js';
+import { register as demo } from './commands/demo.js';
+import { register as devices } from './commands/devices.js';
+import { register as evaluate } from './commands/eval.js';
+import { register as generate } from './commands/generate.js';
+import { register as inspect } from './commands/inspect.js';
+import { register as train } from './commands/train.js';
+import { describeFailure, exitCodeOf } from './failures.js';
 
-const program = new Command('r1v').description('RL post-training engine for vision-language reasoning models');
+const { version } = createRequire(import.meta.url)('../../package.json') as { version: string };
 
-program
-  .command('devices')
-  .description('list the devices r1v can use and how it was built')
-  .action(() => {
-    console.log(JSON.stringify({ devices: devices(), build: buildInfo() }, null, 2));
-  });
+const program = new Command('r1v')
+  .description('RL post-training engine for vision-language reasoning models')
+  .version(version)
+  .option('--verbose', 'on failure, print the error code and stack trace')
+  .exitOverride()
+  .configureOutput({ outputError: (message, write) => write(`r1v: ${message.replace(/^error: /, '')}`) });
 
-program
-  .command('demo')
-  .description('run the demo on the embedded defaults (CPU unless a GPU is present)')
-  .option('--device <id>', "'auto', 'cpu' or 'cuda:N'", 'auto')
-  .option('--size <n>', 'GEMM size for the throughput check', positiveInt, 1024)
-  .action(async (opts: { device: 'auto' | 'cpu'; size: number }) => {
-    const report = await runDemo({ device: opts.device, size: opts.size });
-    if (report.maxRelativeError >= 1e-5) process.exitCode = 1;
-  });
+for (const register of [train, evaluate, generate, inspect, devices, bench, demo]) register(program);
 
-program.parseAsync().catch((error: unknown) => {
-  if (error instanceof R1VError) {
-    console.error(`r1v: ${error.code}: ${error.message}`);
-  } else {
-    console.error(error);
+try {
+  await program.parseAsync();
+} catch (error) {
+  // Commander has printed its own errors (usage, --help, --version) already.
+  if (!(error instanceof CommanderError)) {
+    console.error(describeFailure(error, program.opts<{ verbose?: boolean }>().verbose === true));
   }
-  process.exitCode = 1;
-});
+  process.exitCode = exitCodeOf(error);
+}

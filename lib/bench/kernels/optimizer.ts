@@ -4,10 +4,10 @@
 // layers (bf16 params with f32 master on CUDA); the CPU's reduced set: 1 layer in f32.
 // bytes: adamwStep reads grad, m, v and the weights and writes m, v, weights (and param
 // beside a master); sumOfSquares reads every gradient once.
-import type { FloatDType, Tensor } from '../../lib/index.js';
-import { ops } from '../../lib/index.js';
-import type { AdamWGroup } from '../../lib/ops/optimizer.js';
-import type { BenchContext } from './common.js';
+import type { FloatDType, Tensor } from '../../core/tensor.js';
+import * as ops from '../../ops/index.js';
+import type { AdamWGroup } from '../../ops/optimizer.js';
+import type { BenchContext } from '../common.js';
 
 const HIDDEN = 896;
 const KV = 2 * 128;

@@ -3,8 +3,9 @@
 // CPU (reduced): B·S = 2k tokens, S ∈ {512, 2k}, H = 8, f32 — about a minute on 2 cores.
 // FLOPs: 4·B·S²·H·D forward (half when causal), backward 2.5× that. Each row also gives
 // the ratio to the GEMM rate measured here on the same device and dtype.
-import { ops, type Tensor } from '../../lib/index.js';
-import type { BenchContext } from './common.js';
+import type { Tensor } from '../../core/tensor.js';
+import * as ops from '../../ops/index.js';
+import type { BenchContext } from '../common.js';
 
 type Dtype = 'f32' | 'bf16';
 
@@ -21,7 +22,7 @@ async function gemmGflops(ctx: BenchContext, dtype: Dtype): Promise<number> {
   });
   if (cpu) ctx.engine.setCpuGemm('auto');
   const gflops = (2 * n ** 3) / (ms * 1e6);
-  console.log(`  reference GEMM ${dtype} ${n}³${cpu ? ' (built-in)' : ''}: ${gflops.toFixed(1)} GFLOP/s`);
+  ctx.log(`  reference GEMM ${dtype} ${n}³${cpu ? ' (built-in)' : ''}: ${gflops.toFixed(1)} GFLOP/s`);
   return gflops;
 }
 

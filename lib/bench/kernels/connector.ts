@@ -3,10 +3,10 @@
 // flops: forward 2·T·(4C·H + H·H) (the two Linears); backward 2× that (the input and weight
 // gradients of both; the forward is recomputed inside, so the op does 1.5× the forward's
 // GEMM work beyond this count, which is not credited).
-import type { FloatDType, Tensor } from '../../lib/index.js';
-import { ops } from '../../lib/index.js';
-import type { ConnectorParams } from '../../lib/ops/connector.js';
-import type { BenchContext } from './common.js';
+import type { FloatDType, Tensor } from '../../core/tensor.js';
+import * as ops from '../../ops/index.js';
+import type { ConnectorParams } from '../../ops/connector.js';
+import type { BenchContext } from '../common.js';
 
 const MODELS = [
   { name: 'InternVL3-1B', C: 1024, H: 896 },

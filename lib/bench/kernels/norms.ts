@@ -1,8 +1,8 @@
 // rmsNorm / layerNorm benchmarks: memory bound, reported in GB/s of the minimal traffic
 // (forward: x read, y written; backward: x and dY read, dx written).
-import type { FloatDType } from '../../lib/index.js';
-import { ops } from '../../lib/index.js';
-import type { BenchContext } from './common.js';
+import type { FloatDType } from '../../core/tensor.js';
+import * as ops from '../../ops/index.js';
+import type { BenchContext } from '../common.js';
 
 const BYTES: Record<FloatDType, number> = { f32: 4, bf16: 2, f16: 2 };
 

@@ -1,9 +1,10 @@
-// What a saved benchmark record says about where and when it was measured.
+// What a saved benchmark record says about where and when it was measured (the git commit of
+// the working directory, when it is a checkout).
 import { execSync } from 'node:child_process';
 import { cpus } from 'node:os';
 
-import { devices } from '../lib/index.js';
-import { native } from '../lib/core/native.js';
+import { devices } from '../core/device.js';
+import { native } from '../core/native.js';
 
 export interface RunIdentity {
   /** ISO date and time of the run. */
@@ -20,7 +21,7 @@ export function runIdentity(): RunIdentity {
   const date = new Date().toISOString();
   let commit = 'unknown';
   try {
-    commit = execSync('git rev-parse --short HEAD', { encoding: 'utf8' }).trim();
+    commit = execSync('git rev-parse --short HEAD', { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
   } catch {}
   const gpus = devices().filter((d) => d.kind === 'cuda').map((d) => d.name);
   const machine = gpus.length ? gpus[0]!.replace(/[^A-Za-z0-9]+/g, '-') : `cpu-${cpus().length}core`;

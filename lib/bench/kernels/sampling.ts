@@ -1,8 +1,8 @@
 // sampleTokens benchmark: N ∈ {1, 16, 64} rows of V = 151674 logits, reported as GB/s of
 // logits (read once) against the copy bandwidth, with rows/s in the note.
-import type { FloatDType } from '../../lib/index.js';
-import { ops } from '../../lib/index.js';
-import type { BenchContext } from './common.js';
+import type { FloatDType } from '../../core/tensor.js';
+import * as ops from '../../ops/index.js';
+import type { BenchContext } from '../common.js';
 
 const VOCAB = 151_674;
 const BYTES: Record<FloatDType, number> = { f32: 4, bf16: 2, f16: 2 };

@@ -1,7 +1,9 @@
-// Shared harness of `npm run bench:kernels`: one module per op family adds its rows.
+// Shared harness of the benchmarks (`r1v bench`, `npm run bench:kernels`, bench:model,
+// bench:rollout): median timing through tinybench and rows rated against the hardware limit.
+// One module per op family under kernels/ adds its rows.
 import { Bench } from 'tinybench';
 
-import type { Engine } from '../../lib/index.js';
+import type { Engine } from '../core/engine.js';
 
 export interface Ceilings {
   /** Measured (CPU) or nominal (GPU) dense FLOP rate per dtype, GFLOP/s. */
@@ -33,19 +35,22 @@ export interface BenchContext {
   /** Full issue shapes (GPU or R1V_BENCH_FULL=1) or the reduced CPU set. */
   full: boolean;
   rows: Row[];
+  /** Where the rows and notes are printed as they come. */
+  log: (line: string) => void;
   /** Median latency (ms) of fn (which must finish its work, e.g. await engine.synchronize()). */
   time(label: string, fn: () => Promise<void>, options?: { minTimeMs?: number; iterations?: number }): Promise<number>;
   /** Appends a row with the rate and % of limit computed from flops or bytes. */
   record(row: { op: string; dtype: string; shape: string; ms: number; flops?: number; bytes?: number; note?: string }): Row;
 }
 
-export function makeContext(engine: Engine, ceilings: Ceilings, full: boolean): BenchContext {
+export function makeContext(engine: Engine, ceilings: Ceilings, full: boolean, log: (line: string) => void = (line) => console.log(line)): BenchContext {
   const rows: Row[] = [];
   return {
     engine,
     ceilings,
     full,
     rows,
+    log,
     async time(label, fn, options = {}) {
       const bench = new Bench({
         time: options.minTimeMs ?? 400,
@@ -85,7 +90,7 @@ export function makeContext(engine: Engine, ceilings: Ceilings, full: boolean): 
         ...(note ? { note } : {}),
       };
       rows.push(row);
-      console.log(`  ${row.op} ${row.dtype} ${row.shape}: ${row.ms} ms, ${row.rate} ${row.unit} (${row.ofLimit})${note ? ` ${note}` : ''}`);
+      log(`  ${row.op} ${row.dtype} ${row.shape}: ${row.ms} ms, ${row.rate} ${row.unit} (${row.ofLimit})${note ? ` ${note}` : ''}`);
       return row;
     },
   };

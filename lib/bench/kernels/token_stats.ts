@@ -1,9 +1,9 @@
 // tokenStats / linearTokenStats benchmarks. tokenStats is memory bound (GB/s of logits read,
 // plus dLogits written for the backward); linearTokenStats is GEMM bound (TFLOP/s of its
 // products) and is reported with its peak extra memory against the N·V·4 bytes of f32 logits.
-import type { FloatDType } from '../../lib/index.js';
-import { ops } from '../../lib/index.js';
-import type { BenchContext } from './common.js';
+import type { FloatDType } from '../../core/tensor.js';
+import * as ops from '../../ops/index.js';
+import type { BenchContext } from '../common.js';
 
 const VOCAB = 151_674;
 const BYTES: Record<FloatDType, number> = { f32: 4, bf16: 2, f16: 2 };
