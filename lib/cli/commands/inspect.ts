@@ -11,7 +11,7 @@ import type { Command } from 'commander';
 
 import { R1VError } from '../../core/errors.js';
 import { openCheckpoint } from '../../io/checkpoint.js';
-import { readConfigJson } from '../../io/hf-checkpoint.js';
+import { openModelDirectory } from '../../io/hf-checkpoint.js';
 import { parseModelConfig, type ModelConfig } from '../../model/config.js';
 import { numelOf, parameterSpecs } from '../../model/parameters.js';
 import { checkpointDirName } from '../../train/checkpoints.js';
@@ -128,7 +128,10 @@ const count = (n: number) => n.toLocaleString('en-US');
 async function inspect(given: string, o: { json?: boolean }): Promise<void> {
   const source = await loadingInput(() => resolveModelDir(given, 'inspect'));
   const report = await loadingInput(async () => {
-    const config = parseModelConfig(await readConfigJson(source.dir, 'r1v inspect'), { source: path.join(source.dir, 'config.json'), warn: () => undefined });
+    const config = await (async () => {
+      await using md = await openModelDirectory(source.dir, 'r1v inspect', () => undefined);
+      return parseModelConfig(md.config, { source: md.configSource, warn: () => undefined });
+    })();
     return {
       dir: source.dir, runDir: source.runDir ?? null, config: describeConfig(config), ...(await describeWeights(source.dir, config)),
       manifest: await checkManifest(source.dir), trainerState: await trainerState(source.dir),
