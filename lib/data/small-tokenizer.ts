@@ -25,7 +25,7 @@ export const CHATML_TEMPLATE = "{% for message in messages %}{{'<|im_start|>' + 
 export interface SmallTokenizerOptions {
   /** Merges as "a b" pairs of symbols (byte-level characters), in rank order. */
   merges?: readonly string[];
-  /** Words to make single tokens (alone and after a space). */
+  /** Words to make single tokens (alone and after a space: 'is' and ' is'). */
   words?: readonly string[];
   /** Added tokens matched before BPE and decoded as written (e.g. '<think>'); not special, so decoding keeps them. */
   addedTokens?: readonly string[];
@@ -61,15 +61,20 @@ export function smallTokenizerFiles(options: SmallTokenizerOptions = {}): SmallT
     merge(parts[0]!, parts[1]!);
   }
   const encoder = new TextEncoder();
-  for (const word of options.words ?? []) {
-    for (const form of [word, ` ${word}`]) {
-      const symbols = Array.from(encoder.encode(form), (b) => bytes[b]!);
-      let acc = symbols[0]!;
-      for (const s of symbols.slice(1)) {
-        merge(acc, s);
-        acc += s;
-      }
+  const space = bytes[0x20]!;
+  // Longer words first: a shorter word's merges (say 'is') would otherwise rank before a longer
+  // word's chain ('assistant') and break it.
+  const words = [...(options.words ?? [])].sort((a, b) => b.length - a.length);
+  for (const word of words) {
+    // The word left to right, then the space-prefixed form as space + word (merges apply by rank,
+    // so a chain starting at the space would lose to the word's own earlier merges).
+    const symbols = Array.from(encoder.encode(word), (b) => bytes[b]!);
+    let acc = symbols[0]!;
+    for (const s of symbols.slice(1)) {
+      merge(acc, s);
+      acc += s;
     }
+    merge(space, acc);
   }
   const next = Object.keys(vocab).length;
   const specials = ['<|endoftext|>', '<|im_start|>', '<|im_end|>'];

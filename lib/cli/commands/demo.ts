@@ -1,45 +1,38 @@
-// `r1v demo`: the engine demo on the embedded defaults (lib/cli/demo.ts). The command gathers
-// what it asks of the demo in a DemoRequest, shaped as the options of the demo's next version
-// ({ device, quick, seeds, out }; that one also takes progress, signal and verbose, the global
-// --verbose being command.optsWithGlobals().verbose); runRequested maps the request onto today's
-// runDemo ({ device, size, modelSteps }), which has no use for seeds and out yet: it says so on
-// stderr rather than dropping them silently.
+// `r1v demo`: the whole R1V3 recipe on visual arithmetic over real MNIST digits, on the embedded
+// defaults (lib/cli/demo/): every stage with a progress bar and an ETA, a held-out evaluation
+// after each, the SFT-continued control, and report.html with its charts in the run directory.
+// Ctrl-C stops after the current step (the stage in progress keeps a final checkpoint) and
+// writes the report of what ran; exit code 130.
 import type { Command } from 'commander';
 
-import { runDemo } from '../demo.js';
+import { createProgress } from '../../train/progress.js';
 import { EXIT } from '../failures.js';
+import { interruptOnSigint } from '../interrupt.js';
 import { deviceOption, positiveInt } from '../options.js';
-
-type DeviceId = 'auto' | 'cpu' | `cuda:${number}`;
-
-interface DemoRequest {
-  device: DeviceId;
-  quick: boolean;
-  seeds?: number | undefined;
-  out?: string | undefined;
-}
-
-/** The GEMM size and SFT steps of a --quick run. */
-const QUICK = { size: 256, modelSteps: 25 };
 
 export function register(program: Command): void {
   program
     .command('demo')
-    .description('run the demo on the embedded defaults (CPU unless a GPU is present)')
+    .description('run the R1V3 recipe (text SFT → connector alignment → cold-start SFT → GRPO → connector-only RL) on visual arithmetic over MNIST digits, with a report')
     .addOption(deviceOption('device', 'auto'))
-    .option('--size <n>', 'GEMM size for the throughput check', positiveInt, 1024)
-    .option('--quick', `a shorter run (GEMM ${QUICK.size}, ${QUICK.modelSteps} SFT steps of the tiny model)`)
-    .option('--seeds <n>', 'seeds to repeat the training part with', positiveInt)
-    .option('--out <dir>', "directory for the demo's report")
-    .action(async (o: { device: DeviceId; size: number; quick?: boolean; seeds?: number; out?: string }) => {
-      process.exitCode = await runRequested({ device: o.device, quick: o.quick === true, seeds: o.seeds, out: o.out }, o.size);
+    .option('--quick', 'the smaller preset (a few minutes on two CPU cores)')
+    .option('--seeds <n>', 'run the pipeline with seeds 1..n; the report shows mean and spread', positiveInt, 1)
+    .option('--out <dir>', 'run directory (default: runs/<date-time>)')
+    .action(async (o: { device: string; quick?: boolean; seeds: number; out?: string }) => {
+      // The demo's modules (trainer, rewards, report) load on use: they take seconds to import.
+      const { runDemo } = await import('../demo/index.js');
+      const progress = createProgress(process.stderr);
+      const interrupt = interruptOnSigint(progress, 'r1v demo: stopping after the current step and writing the report (Ctrl-C again to quit at once)');
+      try {
+        const r = await runDemo({
+          device: o.device, quick: o.quick === true, seeds: o.seeds, progress, signal: interrupt.signal,
+          ...(o.out ? { out: o.out } : {}), command: ['r1v', ...process.argv.slice(2)].join(' '),
+        });
+        console.log(`report: ${r.reportPath}`);
+        process.exitCode = r.stopped ? EXIT.interrupted : EXIT.done;
+      } finally {
+        interrupt.dispose();
+        progress.end();
+      }
     });
-}
-
-/** Runs the demo asked for; the exit code: 1 when its GEMM check fails. */
-async function runRequested(request: DemoRequest, size: number): Promise<number> {
-  const unused = [request.seeds !== undefined ? '--seeds' : '', request.out !== undefined ? '--out' : ''].filter(Boolean);
-  if (unused.length) console.error(`r1v demo: ${unused.join(' and ')} ${unused.length > 1 ? 'are' : 'is'} not used by this version of the demo`);
-  const report = await runDemo({ device: request.device, ...(request.quick ? QUICK : { size }) });
-  return report.maxRelativeError < 1e-5 ? EXIT.done : EXIT.failure;
 }

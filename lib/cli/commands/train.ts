@@ -17,6 +17,7 @@ import type { StepMetrics } from '../../train/metrics.js';
 import { createProgress, type Progress } from '../../train/progress.js';
 import type { Trainer, TrainSummary } from '../../train/trainer.js';
 import { EXIT, InputError, loadingInput } from '../failures.js';
+import { interruptOnSigint } from '../interrupt.js';
 import { deviceOption } from '../options.js';
 
 interface TrainOptions {
@@ -44,21 +45,6 @@ export function register(program: Command): void {
       'a second Ctrl-C quits at once.',
     ].join('\n'))
     .action((config: string | undefined, o: TrainOptions) => train(config, o));
-}
-
-/** First SIGINT: abort (clean stop); second: exit now. */
-function interruptOnSigint(progress: Progress): { signal: AbortSignal; dispose(): void } {
-  const controller = new AbortController();
-  const onSigint = () => {
-    if (controller.signal.aborted) {
-      progress.end();
-      process.exit(EXIT.interrupted);
-    }
-    progress.log('r1v: stopping after the current step and writing a checkpoint (Ctrl-C again to quit at once)');
-    controller.abort();
-  };
-  process.on('SIGINT', onSigint);
-  return { signal: controller.signal, dispose: () => process.off('SIGINT', onSigint) };
 }
 
 /** The trainer module, loaded on use: the rewards behind it take seconds to import (mathjs). */

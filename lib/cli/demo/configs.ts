@@ -37,14 +37,23 @@ export async function demoConfigs(preset: DemoPreset, device: string): Promise<R
   return out;
 }
 
-/** The example's model config (config.json of a random InternVL-style model). */
-export async function demoModelConfig(): Promise<Record<string, unknown>> {
+/**
+ * The example's model config (config.json of a random InternVL-style model). Its vocabulary
+ * size and <IMG_CONTEXT> id must be the tokenizer's; a mismatch is a CONFIG error.
+ */
+export async function demoModelConfig(tokenizer: Tokenizer): Promise<Record<string, unknown>> {
   const file = path.join(exampleDir(), 'model.json');
+  let config: { img_context_token_id?: unknown; llm_config?: { vocab_size?: unknown } };
   try {
-    return JSON.parse(await fsp.readFile(file, 'utf8')) as Record<string, unknown>;
+    config = JSON.parse(await fsp.readFile(file, 'utf8')) as typeof config;
   } catch (error) {
     throw new R1VError('IO', `cannot read the demo's model config ${file}: ${(error as Error).message}`, { cause: error });
   }
+  if (config.llm_config?.vocab_size !== tokenizer.vocabSize || config.img_context_token_id !== tokenizer.imageContextTokenId) {
+    throw new R1VError('CONFIG', `${file}: vocab_size ${String(config.llm_config?.vocab_size)} and img_context_token_id ${String(config.img_context_token_id)} `
+      + `must be the tokenizer's (${tokenizer.vocabSize}, ${tokenizer.imageContextTokenId})`);
+  }
+  return config as Record<string, unknown>;
 }
 
 /** Writes the world's tokenizer into dir and loads it. */

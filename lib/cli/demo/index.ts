@@ -11,7 +11,7 @@ import { Engine } from '../../core/engine.js';
 import { noProgress, type Progress } from '../../train/progress.js';
 import { correlation, stageTable, writeReport, type ReportRun } from '../report/index.js';
 import { demoConfigs, demoModelConfig, demoTokenizer } from './configs.js';
-import { PRESETS, runPipeline } from './pipeline.js';
+import { PRESETS, runPipeline, type DemoPreset } from './pipeline.js';
 
 export interface DemoOptions {
   /** 'auto' (default), 'cpu' or 'cuda:N'. A CUDA device runs the larger 'cuda' preset. */
@@ -26,6 +26,8 @@ export interface DemoOptions {
   signal?: AbortSignal;
   /** The command line, recorded in the report. */
   command?: string;
+  /** Sizes other than the built-in presets' (for experiments and tests). */
+  preset?: DemoPreset;
 }
 
 export interface DemoResult {
@@ -73,14 +75,14 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
   await fsp.mkdir(outDir, { recursive: true });
   const engine = Engine.create({ device: (options.device ?? 'auto') as 'auto', seed: 1 });
   try {
-    const preset = options.quick ? PRESETS.quick : engine.device.kind === 'cuda' ? PRESETS.cuda : PRESETS.full;
+    const preset = options.preset ?? (options.quick ? PRESETS.quick : engine.device.kind === 'cuda' ? PRESETS.cuda : PRESETS.full);
     const info = buildInfo();
     const device = engine.device.kind === 'cpu' ? `cpu (${engine.device.name}, ${engine.device.threads} threads)` : `${engine.device.id} (${engine.device.name})`;
     const build = `r1v ${info.version}; CUDA build: ${info.cuda ? `yes (${info.cudaArchitectures})` : 'no'}; CPU ISA: ${info.cpuIsa}`;
     progress.log(`r1v demo: the R1V3 recipe on visual arithmetic over MNIST (preset '${preset.name}') on ${device}; ${devices().length} device(s); run directory ${outDir}`);
     const tokenizer = await demoTokenizer(path.join(outDir, 'tokenizer'));
     const configs = await demoConfigs(preset, engine.device.id);
-    const modelConfig = await demoModelConfig();
+    const modelConfig = await demoModelConfig(tokenizer);
     await fsp.writeFile(path.join(outDir, 'demo-config.json'), `${JSON.stringify({ preset, modelConfig, stages: configs }, null, 2)}\n`);
     const runs: ReportRun[] = [];
     let stopped = false;

@@ -59,7 +59,8 @@ export interface StageEvaluation {
 export function stageRows(stage: StageName, preset: DemoPreset, seed: number): DatasetRow[] {
   const arithmetic: QuestionKind[] = ['sum', 'largest'];
   switch (stage) {
-    case '1-text': return makeRows(preset.rows.text, seed, { split: 'train', kinds: arithmetic, mode: 'text', withResponse: true });
+    // The language model also learns the transcription answers, which it must give, frozen, in stage 2.
+    case '1-text': return makeRows(preset.rows.text, seed, { split: 'train', kinds: [...arithmetic, 'transcribe'], mode: 'text', withResponse: true });
     case '2-align': return makeRows(preset.rows.align, seed + 1, { split: 'train', kinds: ['transcribe'], mode: 'image', withResponse: true });
     case '3-coldstart':
     case 'control-sft': return makeRows(preset.rows.coldStart, seed + 2, { split: 'train', kinds: arithmetic, mode: 'image', withResponse: true });

@@ -6,7 +6,10 @@
 // Reasoning traces are written out step by step:
 //   <think>The digits are 7, 3 and 5. 7 + 3 = 10. 10 + 5 = 15. Check: 15 - 5 = 10.</think> \boxed{15}
 // (the "Check" sentence appears in half of the traces, at random, so critical words occur with
-// real uncertainty). Also the text-only form of each problem (digits written in the prompt).
+// real uncertainty). The text-only form of a problem writes the grid in the image's place, one
+// character per cell (`<img>735.</img>`: digits in reading order, '.' for a blank cell), so the
+// prompt has the layout the image gives it (`<img>` + one image token per cell + `</img>`) and
+// what the language model learns to read there transfers to the connector's image tokens.
 import { createRequire } from 'node:module';
 
 import type { DatasetRow } from '../../data/dataset.js';
@@ -31,7 +34,7 @@ export const QUESTIONS: Record<QuestionKind, string> = {
 /** The words the demo's tokenizer makes single tokens. */
 export const WORDS = [
   'The', 'digits', 'are', 'and', 'What', 'is', 'the', 'sum', 'of', 'largest', 'digit', 'Which', 'shown', 'Check', 'boxed',
-  'Wait', 'think', 'so', 'answer',
+  'Wait', 'think', 'so', 'answer', 'at', 'most', 'user', 'assistant', 'system',
 ];
 
 let mnist: Mnist | undefined;
@@ -114,7 +117,8 @@ export function makeRows(count: number, seed: number, o: RowOptions): DatasetRow
   return Array.from({ length: count }, () => {
     const p = drawProblem(next, o.split);
     const kind = o.kinds[Math.floor(next() * o.kinds.length)]!;
-    const question = o.mode === 'text' ? `The digits are ${listed(p.digits)}. ${QUESTIONS[kind]}` : QUESTIONS[kind];
+    const cells = p.digits.join('') + '.'.repeat(4 - p.digits.length);
+    const question = o.mode === 'text' ? `<img>${cells}</img>\n${QUESTIONS[kind]}` : QUESTIONS[kind];
     const check = next() < 0.5;
     return {
       question, answer: answerOf(kind, p.digits), kind, digits: p.digits,

@@ -1,0 +1,22 @@
+// Ctrl-C for long commands (train, demo): the first SIGINT aborts a signal, so the work stops
+// cleanly (the trainer finishes or drops its step and writes a final checkpoint); a second one
+// exits at once with 130.
+import type { Progress } from '../train/progress.js';
+import { EXIT } from './failures.js';
+
+/** First SIGINT: abort (clean stop) and say `message`; second: exit now. */
+export function interruptOnSigint(progress: Progress, message = 'r1v: stopping after the current step and writing a checkpoint (Ctrl-C again to quit at once)'):
+  { signal: AbortSignal; dispose(): void } {
+  const controller = new AbortController();
+  const onSigint = () => {
+    if (controller.signal.aborted) {
+      progress.end();
+      process.exit(EXIT.interrupted);
+    }
+    progress.log(message);
+    controller.abort();
+  };
+  process.on('SIGINT', onSigint);
+  return { signal: controller.signal, dispose: () => process.off('SIGINT', onSigint) };
+}
+
