@@ -56,9 +56,13 @@ struct AddonData {
   std::vector<std::weak_ptr<Context>> engines;   // made in this environment
 
   static AddonData* get(Napi::Env env) { return env.GetInstanceData<AddonData>(); }
-  void add_engine(const std::shared_ptr<Context>& ctx) {
+  // A new engine, registered with this environment (its teardown abandons it).
+  std::shared_ptr<Context> create_engine(Device device, uint64_t seed) {
     std::erase_if(engines, [](const std::weak_ptr<Context>& e) { return e.expired(); });
+    engines.reserve(engines.size() + 1);  // so that registering the engine cannot fail once it exists
+    std::shared_ptr<Context> ctx = Context::create(device, seed);
     engines.push_back(ctx);
+    return ctx;
   }
 };
 

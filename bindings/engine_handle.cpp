@@ -37,8 +37,7 @@ EngineHandle::EngineHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<En
     expect_count(info, 2, 2, "new EngineHandle");
     Device device = parse_device(read_string(info[0], "device"));
     uint64_t seed = read_index(info[1], "seed");
-    ctx_ = Context::create(device, seed);
-    AddonData::get(info.Env())->add_engine(ctx_);
+    ctx_ = AddonData::get(info.Env())->create_engine(device, seed);
     info.This().As<Napi::Object>().TypeTag(&kTag);
     return info.Env().Undefined();
   });
