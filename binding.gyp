@@ -11,6 +11,7 @@
       "defines": [
         "NAPI_VERSION=8",
         "NAPI_CPP_EXCEPTIONS",
+        "NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS",
         "R1V_WITH_CUDA=0",
         "R1V_VERSION=\"<!(node -p \"require('./package.json').version\")\""
       ],

@@ -1,4 +1,5 @@
-// Module entry: registers the handle classes and the free functions of the addon.
+// Module entry: registers the handle classes and the free functions of the addon, and
+// the teardown of each environment (the main thread, a worker thread) that loads it.
 // lib/native.ts is the only JavaScript that loads this module.
 #include <napi.h>
 
@@ -6,6 +7,7 @@
 #include "../native/core/cublaslt.h"
 #include "../native/core/cpu_info.h"
 #include "../native/core/device.h"
+#include "../native/core/runtime.h"
 #include "../native/core/thread_pool.h"
 #include "addon_data.h"
 #include "args.h"
@@ -88,15 +90,40 @@ Napi::Value measure_cpu_peak(const Napi::CallbackInfo& info) {
   });
 }
 
+// Cleanup hook of an environment, on its JavaScript thread once its event loop has stopped
+// (a worker exiting or terminated, the main thread at exit), before the environment may
+// unload the module and before its thread-safe function and handles are finalised:
+//  1. stops its engines: queued work not started is dropped, the running work finishes,
+//     memory is freed and each stream thread is joined (no thread calls `completions`
+//     any more);
+//  2. frees the Promises still pending (nothing can settle them now);
+//  3. detaches from the core's process-wide threads: the last environment joins every
+//     stream thread left and the CPU pool's workers.
+void teardown_environment(AddonData* data) {
+  for (const std::weak_ptr<Context>& engine : data->engines) {
+    if (std::shared_ptr<Context> ctx = engine.lock()) ctx->abandon();
+  }
+  data->engines.clear();
+  PendingPromise::discard_all(data);
+  detach_environment();
+}
+
 Napi::Object init(Napi::Env env, Napi::Object exports) {
   auto* data = new AddonData();
   env.SetInstanceData<AddonData>(data);
   Napi::Function tensor_class = TensorHandle::define(env);
   Napi::Function engine_class = EngineHandle::define(env);
   data->tensor_class = Napi::Persistent(tensor_class);
-  data->completions = Napi::ThreadSafeFunction::New(env, Napi::Function::New(env, [](const Napi::CallbackInfo&) {}),
-                                                    "r1v.completions", 0, 1);
-  data->completions.Unref(env);  // only pending Promises keep the process alive
+  napi_value name = Napi::String::New(env, "r1v.completions");
+  NAPI_THROW_IF_FAILED(env,
+                       napi_create_threadsafe_function(env, nullptr, nullptr, name, 0, 1, nullptr, nullptr, data,
+                                                       PendingPromise::deliver, &data->completions),
+                       exports);
+  napi_unref_threadsafe_function(env, data->completions);  // only pending Promises keep the process alive
+  // Registered after the thread-safe function, so it runs before that function's own
+  // cleanup (hooks run in reverse order): no stream thread calls it once it closes.
+  attach_environment();
+  env.AddCleanupHook(teardown_environment, data);
 
   exports.Set("TensorHandle", tensor_class);
   exports.Set("EngineHandle", engine_class);

@@ -37,7 +37,7 @@ EngineHandle::EngineHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<En
     expect_count(info, 2, 2, "new EngineHandle");
     Device device = parse_device(read_string(info[0], "device"));
     uint64_t seed = read_index(info[1], "seed");
-    ctx_ = Context::create(device, seed);
+    ctx_ = AddonData::get(info.Env())->create_engine(device, seed);
     info.This().As<Napi::Object>().TypeTag(&kTag);
     return info.Env().Undefined();
   });
@@ -178,16 +178,7 @@ Napi::Value EngineHandle::synchronize(const Napi::CallbackInfo& info) {
   std::shared_ptr<Context> ctx = live();
   PendingPromise* pending = PendingPromise::begin(env, [](Napi::Env e) -> Napi::Value { return e.Undefined(); });
   Napi::Promise promise = pending->promise();
-  ctx->stream().enqueue([ctx, pending] {
-    std::exception_ptr error;
-    try {
-      ctx->stream().wait_device();
-    } catch (...) {
-      error = std::current_exception();
-    }
-    if (!error) error = ctx->stream().take_error();
-    pending->finish(error);
-  });
+  ctx->stream().enqueue([ctx, pending] { pending->finish(ctx->stream().synchronize_on_stream()); });
   return promise;
 }
 

@@ -9,8 +9,8 @@
 namespace r1v::bindings {
 
 namespace {
-// Runs on t's stream: an error kept from earlier work fails the read; else copies t out.
-// Fails with the tensor's own error (from the op that should have written it), or with
+// Runs on t's stream: copies t out. Fails with the tensor's own error (from the op that
+// should have written it; now delivered, so synchronize() does not raise it again), or with
 // bad data found on the device; errors of unrelated ops are left for synchronize().
 std::exception_ptr read_on_stream(const Tensor& t, void* host) {
   try {
@@ -99,7 +99,13 @@ Napi::Value TensorHandle::disposed(const Napi::CallbackInfo& info) {
 }
 
 Napi::TypedArray new_host_array(Napi::Env env, const Tensor& t, void** data) {
+  // The longest typed array V8 makes (v8::TypedArray::kMaxLength on 64-bit): asking for a
+  // longer one ends the process with a fatal error.
+  constexpr uint64_t kMaxTypedArrayLength = uint64_t{1} << 32;
   size_t n = static_cast<size_t>(t.numel());
+  if (n > kMaxTypedArrayLength)
+    fail(ErrorCode::Argument, "toArray: the tensor has ", n, " elements, more than the ", kMaxTypedArrayLength,
+         " a JavaScript typed array can hold; read it in parts (e.g. gatherRows of row ranges)");
   check_host_allocation(n * 4, "the host copy");
   if (t.dtype() == DType::I32) {
     Napi::Int32Array out = Napi::Int32Array::New(env, n);

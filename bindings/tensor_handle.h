@@ -38,7 +38,8 @@ class TensorHandle : public Napi::ObjectWrap<TensorHandle> {
   int64_t reported_bytes_ = 0;
 };
 
-// Allocates the typed array a readback of t fills: Float32Array or Int32Array.
+// Allocates the typed array a readback of t fills: Float32Array or Int32Array. Throws
+// Error(Argument) past a typed array's length (2^32 elements), Error(OOM) past the machine's memory.
 Napi::TypedArray new_host_array(Napi::Env env, const Tensor& t, void** data);
 
 }  // namespace r1v::bindings

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 
-import { Engine, ops } from '../lib/index.js';
+import { Engine, ops, type Tensor } from '../lib/index.js';
+import { expectR1VRejection, randomArray, rng } from './helpers.js';
 
 describe('asynchronous execution', () => {
   it('keeps the event loop responsive while heavy work runs', async () => {
@@ -78,3 +79,104 @@ describe('asynchronous execution', () => {
   });
 });
 
+
+describe('errors surface once', () => {
+  const n = 5, hd = 8, vocab = 16;
+
+  /** log p[target] of softmax(hidden · weightᵀ) per row, in float64. */
+  function referenceLogprobs(hidden: Float32Array, weight: Float32Array, targets: Int32Array): Float64Array {
+    const out = new Float64Array(n);
+    for (let r = 0; r < n; r++) {
+      const z = Array.from({ length: vocab }, (_, j) => {
+        let dot = 0;
+        for (let k = 0; k < hd; k++) dot += hidden[r * hd + k]! * weight[j * hd + k]!;
+        return dot;
+      });
+      const m = Math.max(...z);
+      const lse = m + Math.log(z.reduce((a, x) => a + Math.exp(x - m), 0));
+      out[r] = z[targets[r]!]! - lse;
+    }
+    return out;
+  }
+
+  /** An engine with random hidden [n, hd] and weight [vocab, hd], and a fresh set of valid targets. */
+  function setup(label: string) {
+    const next = rng(label);
+    const e = Engine.create({ device: 'cpu', poisonNewTensors: true });
+    const hostHidden = randomArray(n * hd, next);
+    const hostWeight = randomArray(vocab * hd, next);
+    const hidden = e.tensor(hostHidden, [n, hd]);
+    const weight = e.tensor(hostWeight, [vocab, hd]);
+    const validTargets = () => Int32Array.from({ length: n }, () => Math.floor(next() * vocab));
+    /** linearTokenStats with targets[row] = vocab + row (outside [0, vocab)), all else valid. */
+    const failing = (row: number) => {
+      const t = validTargets();
+      t[row] = vocab + row;
+      return ops.linearTokenStats(hidden, weight, e.tensor(t, [n]));
+    };
+    /** A valid linearTokenStats whose logprobs must match the float64 reference. */
+    const checkValid = async () => {
+      const t = validTargets();
+      const got = await ops.linearTokenStats(hidden, weight, e.tensor(t, [n])).logprobs.toArray();
+      const ref = referenceLogprobs(hostHidden, hostWeight, t);
+      for (let r = 0; r < n; r++) assert.ok(Math.abs(got[r]! - ref[r]!) < 1e-5, `row ${r}: ${got[r]} vs ${ref[r]}`);
+    };
+    return { e, failing, checkValid };
+  }
+
+  const badTarget = (row: number) => new RegExp(`targets\\[${row}\\] = ${vocab + row} is outside \\[0, ${vocab}\\)`);
+
+  it('a readback that rejects delivers the error: synchronize() then resolves and later work reads back', async () => {
+    const { e, failing, checkValid } = setup('errors-readback');
+    const stats = failing(2);
+    await expectR1VRejection(stats.logprobs.toArray(), 'ARGUMENT', badTarget(2));
+    await e.synchronize();
+    await checkValid();
+    await e.synchronize();
+    // The failed op's outputs keep their error: reading them (again) still rejects.
+    await expectR1VRejection(stats.logprobs.toArray(), 'ARGUMENT', badTarget(2));
+    await expectR1VRejection(stats.entropy.toArray(), 'ARGUMENT', badTarget(2));
+    assert.throws(() => stats.logprobs.toArraySync(), badTarget(2));
+    await e.synchronize();
+    e.dispose();
+  });
+
+  it('synchronize() rejects once with an error nobody read, then resolves', async () => {
+    const { e, failing, checkValid } = setup('errors-unread');
+    const stats = failing(3);
+    await expectR1VRejection(e.synchronize(), 'ARGUMENT', badTarget(3));
+    await e.synchronize();
+    await checkValid();
+    // Delivered by synchronize(), yet still the state of the tensors it should have written.
+    await expectR1VRejection(stats.logprobs.toArray(), 'ARGUMENT', badTarget(3));
+    await e.synchronize();
+    // The blocking form (synchronizeSync) follows the same rule.
+    failing(1);
+    assert.throws(() => e.handle.synchronizeSync(), badTarget(1));
+    e.handle.synchronizeSync();
+    e.dispose();
+  });
+
+  it('an op fed with a failed tensor carries the error on, without raising a delivered error again', async () => {
+    const { e, failing, checkValid } = setup('errors-propagated');
+    const stats = failing(0);
+    await expectR1VRejection(stats.logprobs.toArray(), 'ARGUMENT', badTarget(0));
+    const downstream: Tensor<'f32'> = ops.scale(ops.add(stats.logprobs, stats.entropy), 2);
+    await e.synchronize();
+    await expectR1VRejection(downstream.toArray(), 'ARGUMENT', badTarget(0));
+    await checkValid();
+    await e.synchronize();
+    e.dispose();
+  });
+
+  it('of two failures, the one a readback delivered is skipped and synchronize() raises the other', async () => {
+    const { e, failing, checkValid } = setup('errors-two');
+    const first = failing(1);
+    failing(4);
+    await expectR1VRejection(first.logprobs.toArray(), 'ARGUMENT', badTarget(1));
+    await expectR1VRejection(e.synchronize(), 'ARGUMENT', badTarget(4));
+    await e.synchronize();
+    await checkValid();
+    e.dispose();
+  });
+});

@@ -4,10 +4,10 @@ import os from 'node:os';
 import path from 'node:path';
 
 import {
-  AdamW, Engine, openCheckpoint, R1VError, VisionLanguageModel, writeCheckpoint,
+  AdamW, Engine, ops, openCheckpoint, parseModelConfig, R1VError, VisionLanguageModel, writeCheckpoint,
   type Batch, type ModelConfig,
 } from '../lib/index.js';
-import { cudaAvailable, expectR1VError, relativeError, rng } from './helpers.js';
+import { cudaAvailable, expectR1VError, expectR1VRejection, randomArray, relativeError, rng } from './helpers.js';
 import { centralDifference } from './reference/diff.js';
 import { referenceForward, type Params } from './reference/vlm.js';
 
@@ -260,20 +260,41 @@ describe('VisionLanguageModel (CPU)', function () {
     m.dispose();
   });
 
-  it('gradients accumulate over backward calls until zeroGrad', async () => {
-    const next = rng('model-accumulate');
-    const m = VisionLanguageModel.create(e, tinyConfig(), { seed: 2, ...quiet });
+  /** A random tiny model, a one-image batch, dLogprobs for it, and one forward + backward's gradient of `name`. */
+  async function afterOneBackward(label: string, seed: number, name: string) {
+    const next = rng(label);
+    const m = VisionLanguageModel.create(e, tinyConfig(), { seed, ...quiet });
     randomize(m, next);
     const batch = makeBatch(m.config, next, 1);
     const dLogprobs = Float32Array.from({ length: scoredCount(batch) }, () => next() - 0.5);
-    const name = 'mlp1.1.weight';
     await (await m.forward(batch, { grad: true })).backward({ dLogprobs });
-    const once = (await m.getGradient(name))!;
+    return { next, m, batch, dLogprobs, once: (await m.getGradient(name))! };
+  }
+
+  it('gradients accumulate over backward calls until zeroGrad', async () => {
+    const name = 'mlp1.1.weight';
+    const { m, batch, dLogprobs, once } = await afterOneBackward('model-accumulate', 2, name);
     await (await m.forward(batch, { grad: true })).backward({ dLogprobs });
     const twice = (await m.getGradient(name))!;
     assert.ok(relativeError(twice, Float64Array.from(once, (x) => 2 * x)) <= 1e-6);
     m.zeroGrad();
     assert.equal(await m.getGradient(name), undefined);
+    m.dispose();
+  });
+
+  it('an op error already read back on the model\'s engine does not fail the next backward (gradients added once)', async () => {
+    const name = 'mlp1.1.weight';
+    const { next, m, batch, dLogprobs, once } = await afterOneBackward('model-error-once', 3, name);
+    m.zeroGrad();
+    const f = await m.forward(batch, { grad: true });
+    // Between forward and backward, an LM-head op on the same engine fails (a target outside
+    // the vocabulary, found when it runs); its readback rejects and the caller catches it.
+    const hidden = e.tensor(randomArray(2 * 16, next), [2, 16]);
+    const head = e.tensor(randomArray(64 * 16, next), [64, 16]);
+    const stats = ops.linearTokenStats(hidden, head, e.tensor(Int32Array.from([3, 64]), [2]));
+    await expectR1VRejection(stats.logprobs.toArray(), 'ARGUMENT', /targets\[1\] = 64 is outside \[0, 64\)/);
+    await f.backward({ dLogprobs });
+    assert.ok(relativeError((await m.getGradient(name))!, once) <= 1e-6);
     m.dispose();
   });
 

@@ -1,4 +1,7 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { totalmem } from 'node:os';
+import { fileURLToPath } from 'node:url';
 
 import { Engine, type Tensor } from '../lib/index.js';
 import { expectR1VError, expectR1VRejection, randomArray, rng } from './helpers.js';
@@ -137,6 +140,34 @@ describe('tensors', () => {
     expectR1VError(() => e.zeros([2 ** 26, 2 ** 26]), 'OOM');
   });
 
+  it('a readback longer than a typed array can hold (2^32 elements) is an R1VError, in a child process', function () {
+    // A 16 GiB f32 tensor that is never written: scatterAddRows of a source carrying an op's
+    // error skips its work, so the memory stays untouched (virtual).
+    if (totalmem() < 17 * 2 ** 30) this.skip();
+    const lib = fileURLToPath(new URL('../lib/index.js', import.meta.url));
+    const code = `
+      import { Engine, ops } from ${JSON.stringify(lib)};
+      const e = Engine.create({ device: 'cpu' });
+      const failed = ops.linearTokenStats(e.randn([4, 8]), e.randn([16, 8]), e.tensor(new Int32Array([0, 99, 1, 2]), [4]));
+      const big = ops.scatterAddRows(ops.reshape(failed.logprobs, [1, 4]), e.tensor(new Int32Array([0]), [1]), 2 ** 30 + 1);
+      const report = (err) => ({ code: err.code, message: err.message });
+      const out = { numel: big.numel, shape: big.shape };
+      out.async = await big.toArray().then(() => 'resolved', report);
+      try { big.toArraySync(); out.sync = 'returned'; } catch (err) { out.sync = report(err); }
+      e.dispose();
+      console.log(JSON.stringify(out));`;
+    const run = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], { encoding: 'utf8' });
+    assert.equal(run.status, 0, `status ${run.status}, signal ${run.signal}\n${run.stderr}`);
+    const out = JSON.parse(run.stdout.trim().split('\n').at(-1)!) as Record<string, unknown>;
+    assert.equal(out.numel, 2 ** 32 + 4);
+    assert.deepEqual(out.shape, [2 ** 30 + 1, 4]);
+    for (const how of ['async', 'sync']) {
+      const err = out[how] as { code: string; message: string };
+      assert.equal(err.code, 'ARGUMENT', JSON.stringify(err));
+      assert.match(err.message, /toArray: the tensor has 4294967300 elements, more than the 4294967296 a JavaScript typed array can hold/);
+    }
+  });
+
   it('dispose frees memory once; a disposed tensor throws DISPOSED', async () => {
     using local = Engine.create({ device: 'cpu' });
     const before = local.memoryStats().allocatedBytes;
@@ -167,6 +198,27 @@ describe('tensors', () => {
     assert.equal(local.memoryStats().allocatedBytes, 0);
     assert.ok(kept.every((t) => t.disposed));
     expectR1VError(() => kept[0]!.toArraySync(), 'DISPOSED');
+  });
+
+  it('a disposed engine gives its host memory back to the system (RSS of a child process)', function () {
+    this.timeout(120_000);
+    // A sanitizer's allocator (README, "Checking builds") replaces glibc's: its RSS says nothing here.
+    if (/lib[a-z]san/.test(process.env.LD_PRELOAD ?? '')) this.skip();
+    const script = fileURLToPath(new URL('./fixtures/host-memory-return.ts', import.meta.url));
+    const seed = String(Math.floor(rng('host-memory')() * 2 ** 31));
+    const run = spawnSync(process.execPath, ['--import', 'tsx', script], {
+      env: { ...process.env, R1V_TEST_SEED: seed }, encoding: 'utf8',
+    });
+    assert.equal(run.status, 0, run.stderr);
+    const r = JSON.parse(run.stdout.trim().split('\n').at(-1)!) as {
+      before: number; peak: number; after: number; samples: Array<{ value: number; read: number[] }>;
+    };
+    const mib = (x: number) => `${(x / 2 ** 20).toFixed(0)} MiB`;
+    const what = `R1V_TEST_SEED=${seed}: RSS ${mib(r.before)} before, ${mib(r.peak)} with the tensors, ${mib(r.after)} after dispose`;
+    assert.ok(r.peak - r.before >= 0.9 * 2 ** 30, what);  // the tensors were written
+    assert.ok(r.after <= 1.1 * r.before, what);
+    assert.ok(r.samples.length >= 3);
+    for (const { value, read } of r.samples) assert.deepEqual(read, [value, value, value]);
   });
 
   it('frees tensors that are garbage-collected without dispose', async function () {

@@ -132,7 +132,11 @@ export class Engine implements Disposable {
     this.handle.setCpuGemm(backend);
   }
 
-  /** Resolves when all work queued so far has finished; rejects with the first error it raised. */
+  /**
+   * Resolves when all work queued so far has finished. Rejects with the first error that work
+   * raised since the previous synchronize() unless a readback already rejected with it: an
+   * error surfaces once (the tensors of the failed op keep it: reading them still rejects).
+   */
   synchronize(): Promise<void> {
     try {
       return this.handle.synchronize();

@@ -53,7 +53,11 @@ export class Tensor<D extends DType = DType> implements Disposable {
     return this.#handle === null || this.#handle.disposed;
   }
 
-  /** Copies the values out once all queued work on the tensor is done. */
+  /**
+   * Copies the values out once all queued work on the tensor is done. Rejects with the error of
+   * the op that should have written it (again on every read); the engine's next synchronize()
+   * then does not raise that error again.
+   */
   toArray(): Promise<HostArray<D>> {
     try {
       return this.handle.toArray() as Promise<HostArray<D>>;

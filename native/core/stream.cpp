@@ -1,10 +1,11 @@
 #include "stream.h"
 
+#include <algorithm>
 #include <condition_variable>
 #include <deque>
 #include <future>
 #include <mutex>
-#include <thread>
+#include <vector>
 
 #include "device_error.h"
 #include "error.h"
@@ -26,17 +27,36 @@ struct Stream::State {
   std::condition_variable wake;
   std::deque<std::function<void()>> queue;
   bool stop = false;
-  std::exception_ptr error;
-  std::thread::id thread_id;
+  std::vector<WorkErrorPtr> kept;  // since the last synchronize, in order, each once
 };
 
 namespace {
+
+// Every stream thread of the process: how many Streams exist, and the threads of those
+// destroyed from their own work, left for join_released_threads(). Never destroyed: on
+// exit() (process.exit) no environment teardown runs first.
+struct StreamThreads {
+  std::mutex mutex;
+  std::condition_variable none_left;
+  int live = 0;
+  std::vector<std::thread> released;
+};
+StreamThreads& stream_threads() {
+  static auto* threads = new StreamThreads();
+  return *threads;
+}
 
 #if R1V_WITH_CUDA
 void check_cuda(cudaError_t status, const char* what) {
   if (status != cudaSuccess) fail(ErrorCode::Cuda, what, ": ", cudaGetErrorString(status));
 }
 #endif
+
+void keep(Stream::State& state, const WorkErrorPtr& error) {
+  std::lock_guard<std::mutex> lock(state.mutex);
+  std::erase_if(state.kept, [](const WorkErrorPtr& e) { return e->delivered.load(); });
+  if (std::find(state.kept.begin(), state.kept.end(), error) == state.kept.end()) state.kept.push_back(error);
+}
 
 void run_stream(std::shared_ptr<Stream::State> state) {
 #if R1V_WITH_CUDA
@@ -54,8 +74,7 @@ void run_stream(std::shared_ptr<Stream::State> state) {
     try {
       work();
     } catch (...) {
-      std::lock_guard<std::mutex> lock(state->mutex);
-      if (!state->error) state->error = std::current_exception();
+      keep(*state, std::make_shared<WorkError>(std::current_exception()));
     }
     work = nullptr;  // release captured tensors before waiting again
   }
@@ -87,22 +106,54 @@ Stream::Stream(Device device) : state_(std::make_shared<State>()) {
     state_->error_word_device = static_cast<int*>(device_word);
   }
 #endif
-  std::thread thread(run_stream, state_);
-  state_->thread_id = thread.get_id();
-  thread.detach();  // lifetime is managed through State; see ~Stream
+  thread_ = std::thread(run_stream, state_);
+  {
+    StreamThreads& all = stream_threads();
+    std::lock_guard<std::mutex> lock(all.mutex);
+    ++all.live;
+  }
+  join_released_threads();  // of engines freed by their own work since
 }
 
 Stream::~Stream() {
-  if (!on_stream_thread()) {
+  const bool own_thread = on_stream_thread();
+  if (!own_thread) {
     try {
       synchronize();
     } catch (...) {
       // An error nobody asked for is dropped with the engine.
     }
   }
-  std::lock_guard<std::mutex> lock(state_->mutex);
-  state_->stop = true;
-  state_->wake.notify_all();
+  {
+    std::lock_guard<std::mutex> lock(state_->mutex);
+    state_->stop = true;
+    state_->wake.notify_all();
+  }
+  if (!own_thread) thread_.join();
+  StreamThreads& all = stream_threads();
+  std::lock_guard<std::mutex> lock(all.mutex);
+  // On its own thread: the work that dropped the engine is running; the thread ends after it.
+  if (own_thread) all.released.push_back(std::move(thread_));
+  if (--all.live == 0) all.none_left.notify_all();
+}
+
+void Stream::join_released_threads() {
+  StreamThreads& all = stream_threads();
+  std::vector<std::thread> threads;
+  {
+    std::lock_guard<std::mutex> lock(all.mutex);
+    threads.swap(all.released);
+  }
+  for (std::thread& t : threads) t.join();
+}
+
+void Stream::join_all_threads() {
+  StreamThreads& all = stream_threads();
+  {
+    std::unique_lock<std::mutex> lock(all.mutex);
+    all.none_left.wait(lock, [&] { return all.live == 0; });
+  }
+  join_released_threads();
 }
 
 void Stream::enqueue(std::function<void()> work) {
@@ -110,6 +161,12 @@ void Stream::enqueue(std::function<void()> work) {
   if (state_->stop) fail(ErrorCode::Disposed, "the engine's stream has stopped (engine disposed)");
   state_->queue.push_back(std::move(work));
   state_->wake.notify_one();
+}
+
+void Stream::drop_queued() {
+  std::deque<std::function<void()>> dropped;
+  std::lock_guard<std::mutex> lock(state_->mutex);
+  dropped.swap(state_->queue);
 }
 
 void Stream::wait_device() {
@@ -128,29 +185,34 @@ int* Stream::device_error_word() const { return state_->error_word_device; }
 
 void Stream::synchronize() {
   if (on_stream_thread()) fail(ErrorCode::Argument, "synchronize() called from the engine's own stream");
-  auto done = std::make_shared<std::promise<void>>();
-  std::future<void> finished = done->get_future();
-  enqueue([this, done] {
-    try {
-      wait_device();
-    } catch (...) {
-      std::lock_guard<std::mutex> lock(state_->mutex);
-      if (!state_->error) state_->error = std::current_exception();
-    }
-    done->set_value();
-  });  // `this` outlives the work: we wait for it below
-  finished.wait();
-  if (std::exception_ptr error = take_error()) std::rethrow_exception(error);
+  auto done = std::make_shared<std::promise<std::exception_ptr>>();
+  std::future<std::exception_ptr> finished = done->get_future();
+  enqueue([this, done] { done->set_value(synchronize_on_stream()); });  // `this` outlives the work: we wait for it
+  std::exception_ptr error = finished.get();
+  if (error) std::rethrow_exception(error);
 }
 
-std::exception_ptr Stream::take_error() {
-  std::lock_guard<std::mutex> lock(state_->mutex);
-  std::exception_ptr error = state_->error;
-  state_->error = nullptr;
-  return error;
+std::exception_ptr Stream::synchronize_on_stream() {
+  std::exception_ptr device_error;
+  try {
+    wait_device();
+  } catch (...) {
+    device_error = std::current_exception();
+  }
+  std::vector<WorkErrorPtr> kept;
+  {
+    std::lock_guard<std::mutex> lock(state_->mutex);
+    kept.swap(state_->kept);
+  }
+  for (const WorkErrorPtr& e : kept) {
+    if (!e->delivered.exchange(true)) return e->error;
+  }
+  return device_error;
 }
 
-bool Stream::on_stream_thread() const { return std::this_thread::get_id() == state_->thread_id; }
+void Stream::keep_error(const WorkErrorPtr& error) { keep(*state_, error); }
+
+bool Stream::on_stream_thread() const { return std::this_thread::get_id() == thread_.get_id(); }
 
 void* Stream::cuda_stream() const { return state_->cuda_stream; }
 Device Stream::device() const { return state_->device; }

@@ -66,7 +66,12 @@ void Context::dispose() {
     storages_.clear();
   }
   if (allocator_) allocator_->empty_cache();
-  stream_.reset();  // stops the thread once its queue is empty
+  stream_.reset();  // stops the thread once its queue is empty and joins it (see ~Stream)
+}
+
+void Context::abandon() {
+  if (stream_ && !disposed()) stream_->drop_queued();
+  dispose();
 }
 
 void Context::check_alive(const char* what) const {
@@ -97,12 +102,12 @@ Storage::~Storage() {
   release();
 }
 
-std::exception_ptr Storage::error() const {
+WorkErrorPtr Storage::error() const {
   std::lock_guard<std::mutex> lock(mutex_);
   return error_;
 }
 
-void Storage::set_error(std::exception_ptr error) {
+void Storage::set_error(WorkErrorPtr error) {
   std::lock_guard<std::mutex> lock(mutex_);
   error_ = std::move(error);
 }
@@ -149,8 +154,10 @@ Tensor Tensor::empty(const std::shared_ptr<Context>& ctx, const Shape& shape, DT
 
 void enqueue_op(const std::shared_ptr<Context>& ctx, std::vector<Tensor> inputs, std::vector<Tensor> outputs,
                 std::function<void()> work) {
-  ctx->stream().enqueue([inputs = std::move(inputs), outputs = std::move(outputs), work = std::move(work)] {
-    std::exception_ptr error;
+  // The stream outlives the work it runs (its tensors hold the context that owns it).
+  Stream* stream = &ctx->stream();
+  stream->enqueue([stream, inputs = std::move(inputs), outputs = std::move(outputs), work = std::move(work)] {
+    WorkErrorPtr error;
     for (const Tensor& t : inputs) {
       if ((error = t.error())) break;
     }
@@ -158,12 +165,12 @@ void enqueue_op(const std::shared_ptr<Context>& ctx, std::vector<Tensor> inputs,
       try {
         work();
       } catch (...) {
-        error = std::current_exception();
+        error = std::make_shared<WorkError>(std::current_exception());
       }
     }
     if (!error) return;
     for (const Tensor& t : outputs) t.set_error(error);
-    std::rethrow_exception(error);
+    stream->keep_error(error);
   });
 }
 
@@ -290,7 +297,10 @@ Tensor tensor_from_host(const std::shared_ptr<Context>& ctx, const Shape& shape,
 }
 
 void tensor_to_host(const Tensor& t, void* dst) {
-  if (std::exception_ptr error = t.error()) std::rethrow_exception(error);
+  if (WorkErrorPtr error = t.error()) {
+    error->delivered.store(true);
+    std::rethrow_exception(error->error);
+  }
   if (t.device().is_cpu()) {
     convert_to_host(dst, t.dtype(), t.data(), static_cast<size_t>(t.numel()));
     return;

@@ -53,6 +53,9 @@ class Context : public std::enable_shared_from_this<Context> {
   // Finishes queued work, frees the memory of every tensor of this context, stops the
   // stream. Later use of its tensors throws Error(Disposed). Idempotent.
   void dispose();
+  // dispose() for an engine whose JavaScript environment is being torn down: the queued work
+  // that has not started is dropped first (nobody can read its results any more).
+  void abandon();
   bool disposed() const { return disposed_.load(); }
   void check_alive(const char* what) const;
 
@@ -87,8 +90,8 @@ class Storage {
 
   // The error of the op that should have written this memory (null when it succeeded).
   // Reading the tensor rethrows it; ops given such a tensor pass the error on.
-  std::exception_ptr error() const;
-  void set_error(std::exception_ptr error);
+  WorkErrorPtr error() const;
+  void set_error(WorkErrorPtr error);
 
  private:
   std::weak_ptr<Context> ctx_;
@@ -96,7 +99,7 @@ class Storage {
   void* data_ = nullptr;
   size_t bytes_ = 0;
   mutable std::mutex mutex_;
-  std::exception_ptr error_;
+  WorkErrorPtr error_;
 };
 
 class Tensor {
@@ -125,8 +128,8 @@ class Tensor {
   Tensor reshaped(const Shape& shape) const;
 
   // See Storage::error. Call from work on the tensor's stream.
-  std::exception_ptr error() const { return storage_ ? storage_->error() : nullptr; }
-  void set_error(std::exception_ptr e) const {
+  WorkErrorPtr error() const { return storage_ ? storage_->error() : nullptr; }
+  void set_error(WorkErrorPtr e) const {
     if (storage_) storage_->set_error(std::move(e));
   }
 
@@ -141,7 +144,8 @@ class Tensor {
 // Queues an op's work on ctx's stream. When an input carries the error of the op that made
 // it, the work is skipped; when the work throws, its error is recorded. Either way every
 // output is marked with the error (reading it fails with the cause, never returns unwritten
-// memory) and the stream keeps it for the next synchronize().
+// memory) and the stream keeps it for the next synchronize(), which raises it unless a
+// readback has delivered it first (see stream.h).
 void enqueue_op(const std::shared_ptr<Context>& ctx, std::vector<Tensor> inputs, std::vector<Tensor> outputs,
                 std::function<void()> work);
 
@@ -152,7 +156,8 @@ enum class HostType { F32, F64, I32 };
 Tensor tensor_from_host(const std::shared_ptr<Context>& ctx, const Shape& shape, DType dtype, const void* host,
                         HostType host_type, size_t count);
 // Copies the tensor into dst as f32 (float dtypes) or i32 (i32). Must run on the
-// tensor's stream (inside enqueued work), after the work that produced the tensor.
+// tensor's stream (inside enqueued work), after the work that produced the tensor. A tensor
+// carrying an error rethrows it, marked delivered (synchronize() does not raise it again).
 void tensor_to_host(const Tensor& t, void* dst);
 
 }  // namespace r1v

@@ -49,19 +49,44 @@ int default_thread_count() {
 }
 
 ThreadPool& ThreadPool::global() {
-  // Never destroyed: worker threads may still be parked when the process exits.
+  // Never destroyed: on exit() (process.exit) no environment teardown runs, and work still
+  // running on a stream may be inside a region while static destructors run.
   static ThreadPool* pool = new ThreadPool(default_thread_count());
   return *pool;
 }
 
-ThreadPool::ThreadPool(int threads) : num_threads_(std::max(1, threads)) {
-  for (int i = 1; i < num_threads_; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
-  for (auto& w : workers_) w.detach();
+ThreadPool::ThreadPool(int threads) : num_threads_(std::max(1, threads)) {}
+
+void ThreadPool::start_workers() {
+  // Each worker starts from the current generation, so it waits for the next region.
+  const uint64_t now = generation_.load(std::memory_order_relaxed);
+  try {
+    for (int i = 1; i < num_threads_; ++i) workers_.emplace_back([this, i, now] { worker_loop(i, now); });
+  } catch (...) {
+    join_workers();  // a region needs every worker: none rather than some
+    throw;
+  }
 }
 
-void ThreadPool::worker_loop(int index) {
+void ThreadPool::join_workers() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stopping_ = true;
+    generation_.fetch_add(1, std::memory_order_release);
+  }
+  wake_.notify_all();
+  for (auto& w : workers_) w.join();
+  workers_.clear();
+  stopping_ = false;
+}
+
+void ThreadPool::stop_workers() {
+  std::lock_guard<std::mutex> region(region_mutex_);
+  if (!workers_.empty()) join_workers();
+}
+
+void ThreadPool::worker_loop(int index, uint64_t seen) {
   in_parallel_region = true;  // work run by a worker never opens a nested region
-  uint64_t seen = 0;
   auto posted = [&] { return generation_.load(std::memory_order_acquire) != seen; };
   for (;;) {
     if (!spin_until(posted)) {
@@ -69,6 +94,7 @@ void ThreadPool::worker_loop(int index) {
       wake_.wait(lock, posted);
     }
     seen = generation_.load(std::memory_order_acquire);
+    if (stopping_) return;
     (*job_)(index, num_threads_);
     if (remaining_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
       std::lock_guard<std::mutex> lock(mutex_);  // pairs with the waiter's predicate check
@@ -84,6 +110,7 @@ void ThreadPool::run(const std::function<void(int, int)>& fn) {
     return;
   }
   std::lock_guard<std::mutex> region(region_mutex_);
+  if (workers_.empty()) start_workers();
   job_ = &fn;
   remaining_.store(num_threads_ - 1, std::memory_order_relaxed);
   {
