@@ -15,11 +15,11 @@ import {
 import { toyTask, type ToyTask } from './fixtures/toy-task.js';
 import { cudaAvailable, expectR1VError, expectR1VRejection, relativeError } from './helpers.js';
 
-function stages(rl: Partial<TrainConfigInput['stages'][number]> = {}, rlSteps = 40, sftSteps = 40): TrainConfigInput['stages'] {
+function stages(rl: Partial<TrainConfigInput['stages'][number]> = {}, rlSteps = 60, sftSteps = 40): TrainConfigInput['stages'] {
   return [
     { name: 'warmup', kind: 'sft', steps: sftSteps, optimizer: { lr: 3e-3, weightDecay: 0 }, batch: { prompts: 32, microBatchTokens: 4096 } },
     {
-      name: 'grpo', kind: 'rl', steps: rlSteps, optimizer: { lr: 5e-3, weightDecay: 0, maxGradNorm: 1 },
+      name: 'grpo', kind: 'rl', steps: rlSteps, optimizer: { lr: 2e-3, weightDecay: 0, maxGradNorm: 1 },
       batch: { prompts: 16, samplesPerPrompt: 8, microBatchTokens: 4096 },
       rollout: { maxNewTokens: 2, temperature: 1 }, rewards: [{ name: 'copy', weight: 1 }], ...rl,
     },
@@ -163,7 +163,7 @@ describe('train: RL trainer on a toy task (CPU)', function () {
   });
 
   it('PPO with a critic (GAE) also learns', async () => {
-    const c = config('ppo', {}, { algorithm: { advantage: 'gae' }, critic: { lr: 5e-3 } });
+    const c = config('ppo', {}, { algorithm: { advantage: 'gae' }, critic: { lr: 2e-3 } });
     const t = await Trainer.create({ config: c, tokenizer: task.tokenizer, dataset: task.train, stageDatasets: { warmup: task.warmup }, rewards: { copy: task.reward } });
     try {
       let before = -1;
