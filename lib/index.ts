@@ -46,7 +46,7 @@ export {
   generate, type GeneratePrompt, type GenerateOptions, type GenerateProgress, type Generation, type GenerateResult,
 } from './rollout/generate.js';
 export {
-  loadTrainConfig, parseTrainConfig, trainConfigSchema, type TrainConfig, type TrainConfigInput, type StageConfig,
+  loadTrainConfig, parseTrainConfig, trainConfigSchema, configKeys, type ConfigKey, type TrainConfig, type TrainConfigInput, type StageConfig,
 } from './train/config.js';
 export { Trainer, type TrainerOptions, type TrainSummary } from './train/trainer.js';
 export { CheckpointStore, checkpointDirName, latestCheckpointDir, type CheckpointStoreOptions, type CheckpointInfo, type CheckpointWriter } from './train/checkpoints.js';

@@ -3,8 +3,10 @@
 // micro-batching, and the packing of prompt + response sequences (scored rows = responses).
 import assert from 'node:assert/strict';
 
+import { readFileSync } from 'node:fs';
+
 import {
-  Engine, informativeGroups, learningRateSchedule, microBatchShare, microBatches, overlongPenalty, packSequences, responseOffsets,
+  configKeys, Engine, informativeGroups, learningRateSchedule, microBatchShare, microBatches, overlongPenalty, packSequences, responseOffsets,
   VisionLanguageModel, type RolloutSample,
 } from '../lib/index.js';
 import { RowSampler } from '../lib/train/state.js';
@@ -91,5 +93,12 @@ describe('train: pieces', () => {
       const alone = await m.forward(packSequences([s]));
       assert.deepEqual(Array.from(f.logprobs.slice(cu[i]!, cu[i + 1]!)).map((x) => x.toFixed(4)), Array.from(alone.logprobs).map((x) => x.toFixed(4)));
     }
+  });
+
+  it('docs/config.md lists every key of the training config (npm run docs:config)', () => {
+    const page = readFileSync(new URL('../docs/config.md', import.meta.url), 'utf8');
+    const keys = configKeys();
+    assert.ok(keys.length > 50);
+    for (const k of keys) assert.ok(page.includes(`| \`${k.path}\` |`), `docs/config.md lacks ${k.path} (run npm run docs:config)`);
   });
 });

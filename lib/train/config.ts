@@ -235,3 +235,58 @@ export function resolvePaths(config: TrainConfig, base: string): TrainConfig {
   c.run.dir = abs(c.run.dir)!;
   return c;
 }
+
+/** One documented key of the training config. */
+export interface ConfigKey {
+  /** e.g. 'stages[].algorithm.clipHigh'. */
+  path: string;
+  /** e.g. 'number', "'grpo' | 'rloo'", 'boolean', 'string[]'. */
+  type: string;
+  /** JSON of the default, or '' when there is none (required, or absent means off). */
+  default: string;
+  description: string;
+  required: boolean;
+}
+
+type ZodNode = { _zod: { def: Record<string, unknown> & { type: string } }; description?: string; shape?: Record<string, ZodNode> };
+
+/** Every key of the training config with its type, default and description (what docs/config.md lists). */
+export function configKeys(): ConfigKey[] {
+  const out: ConfigKey[] = [];
+  const typeOf = (n: ZodNode): string => {
+    const d = n._zod.def;
+    switch (d.type) {
+      case 'enum': return Object.values(d.entries as Record<string, string>).map((v) => `'${v}'`).join(' \\| ');
+      case 'array': return `${typeOf(d.element as ZodNode)}[]`;
+      case 'tuple': return `[${(d.items as ZodNode[]).map(typeOf).join(', ')}]`;
+      case 'union': return (d.options as ZodNode[]).map(typeOf).join(' \\| ');
+      case 'record': return 'object';
+      case 'literal': return JSON.stringify((d.values as unknown[])[0]);
+      case 'default': case 'prefault': case 'optional': return typeOf(d.innerType as ZodNode);
+      default: return d.type;
+    }
+  };
+  const walk = (n: ZodNode, path: string, description: string | undefined, fallback: unknown, required: boolean): void => {
+    const d = n._zod.def;
+    const desc = n.description ?? description;
+    if (d.type === 'default' || d.type === 'prefault') return walk(d.innerType as ZodNode, path, desc, d.defaultValue, false);
+    if (d.type === 'optional') return walk(d.innerType as ZodNode, path, desc, fallback, false);
+    const element = d.type === 'array' ? (d.element as ZodNode) : undefined;
+    const inner = element?._zod.def.type === 'object' ? element : d.type === 'object' ? n : undefined;
+    if (!inner || d.type === 'object') {
+      if (d.type !== 'object') {
+        out.push({ path, type: typeOf(n), default: fallback === undefined ? '' : JSON.stringify(fallback), description: desc ?? '', required });
+      } else if (desc) {
+        out.push({ path, type: 'object', default: '', description: desc, required });
+      }
+    } else {
+      out.push({ path, type: 'object[]', default: fallback === undefined ? '' : JSON.stringify(fallback), description: desc ?? '', required });
+    }
+    if (inner) {
+      const prefix = d.type === 'array' ? `${path}[]` : path;
+      for (const [k, v] of Object.entries(inner.shape!)) walk(v, prefix ? `${prefix}.${k}` : k, undefined, undefined, true);
+    }
+  };
+  walk(trainConfigSchema as unknown as ZodNode, '', undefined, undefined, true);
+  return out;
+}

@@ -24,6 +24,8 @@ export interface RolloutOptions {
   topP?: number;
   topK?: number;
   stopStrings?: readonly string[];
+  /** Stop token ids (default: the tokenizer's end-of-sequence ids). */
+  stopTokenIds?: readonly number[];
   seed: number;
   systemPrompt?: string | undefined;
   imageProcessor?: ImageProcessor;
@@ -39,11 +41,19 @@ export interface RolloutResult {
   generatedTokens: number;
 }
 
-/** Generates samplesPerPrompt responses for each row; rows that fail are skipped, not fatal. */
+/**
+ * Generates samplesPerPrompt responses for each row; rows that fail are skipped, not fatal. A row
+ * is rendered with the chat template (rowPrompt), unless it carries its prompt as `inputIds`
+ * (Int32Array, image placeholders expanded) and `pixelValues`.
+ */
 export async function rollout(model: VisionLanguageModel, rows: readonly DatasetRow[], o: RolloutOptions): Promise<RolloutResult> {
-  const out = await generate(model, rows.map((r) => rowPrompt(r, o.systemPrompt)), {
+  const prompts = rows.map((r) => (r.inputIds instanceof Int32Array
+    ? { inputIds: r.inputIds, ...(r.pixelValues instanceof Float32Array ? { pixelValues: r.pixelValues } : {}) }
+    : rowPrompt(r, o.systemPrompt)));
+  const out = await generate(model, prompts, {
     n: o.samplesPerPrompt, maxNewTokens: o.maxNewTokens, temperature: o.temperature, topP: o.topP ?? 1, topK: o.topK ?? 0,
-    seed: o.seed, tokenizer: o.tokenizer, stop: { strings: [...(o.stopStrings ?? [])] },
+    seed: o.seed, tokenizer: o.tokenizer,
+    stop: { strings: [...(o.stopStrings ?? [])], ...(o.stopTokenIds ? { tokenIds: [...o.stopTokenIds] } : {}) },
     ...(o.imageProcessor ? { imageProcessor: o.imageProcessor } : {}), ...(o.signal ? { signal: o.signal } : {}),
   });
   const samples: RolloutSample[] = [];

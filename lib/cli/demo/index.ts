@@ -35,7 +35,7 @@ export interface DemoResult {
   reportPath: string;
   /** Held-out accuracy per stage over the seeds. */
   table: ReturnType<typeof stageTable>;
-  /** Pearson r of critical-token entropy and validation accuracy over the RL checkpoints. */
+  /** Pearson r of critical-token entropy and validation accuracy over the checkpoints whose answers held critical tokens. */
   entropyAccuracyCorrelation: number;
   notes: string[];
   stopped: boolean;
@@ -64,7 +64,9 @@ export function findings(table: ReturnType<typeof stageTable>, r: number): strin
     notes.push(connector > grpo ? `Connector-only tuning after GRPO adds ${points(connector, grpo)}.`
       : `Connector-only tuning after GRPO does not help here (${points(connector, grpo)}).`);
   }
-  if (Number.isFinite(r)) notes.push(`Critical-token entropy against validation accuracy over the RL checkpoints: Pearson r = ${r.toFixed(2)}.`);
+  notes.push(Number.isFinite(r)
+    ? `Critical-token entropy against validation accuracy over the checkpoints: Pearson r = ${r.toFixed(2)}.`
+    : 'Too few checkpoints with critical tokens for a correlation.');
   return notes;
 }
 
@@ -92,8 +94,9 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
       stopped = r.stopped;
     }
     const table = stageTable(runs);
-    const rl = runs.flatMap((r) => r.checkpoints.filter((c) => c.stage === '4-grpo' || c.stage === '5-connector'));
-    const r = correlation(rl.map((c) => Number(c.critical_entropy)), rl.map((c) => Number(c.val_accuracy)));
+    // Every checkpoint whose validation answers held critical tokens (a checkpoint without any has no such entropy).
+    const points = runs.flatMap((run) => run.checkpoints.filter((c) => Number(c.critical_count) > 0));
+    const r = correlation(points.map((c) => Number(c.critical_entropy)), points.map((c) => Number(c.val_accuracy)));
     const notes = findings(table, r);
     const report = await writeReport(outDir, {
       title: 'r1v demo: the R1V3 recipe on visual arithmetic over MNIST', command: options.command ?? 'r1v demo',

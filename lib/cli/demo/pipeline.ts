@@ -29,9 +29,9 @@ export interface DemoPreset {
 }
 
 export const PRESETS: Record<DemoPreset['name'], DemoPreset> = {
-  quick: { name: 'quick', stepsScale: 0.3, rows: { text: 1500, align: 2000, coldStart: 200, rl: 1000, test: 64 } },
-  full: { name: 'full', stepsScale: 1, rows: { text: 4000, align: 6000, coldStart: 200, rl: 3000, test: 200 } },
-  cuda: { name: 'cuda', stepsScale: 3, rows: { text: 12000, align: 16000, coldStart: 400, rl: 8000, test: 500 } },
+  quick: { name: 'quick', stepsScale: 0.4, rows: { text: 2000, align: 3000, coldStart: 100, rl: 1500, test: 100 } },
+  full: { name: 'full', stepsScale: 1, rows: { text: 4000, align: 6000, coldStart: 100, rl: 3000, test: 200 } },
+  cuda: { name: 'cuda', stepsScale: 3, rows: { text: 12000, align: 16000, coldStart: 200, rl: 9000, test: 500 } },
 };
 
 /** The stages in order; `from` names the stage whose final weights it starts from. */
