@@ -40,6 +40,20 @@ function tinyConfig(variant: { visionNorm?: 'layer_norm' | 'rms_norm'; qkNorm?: 
 
 const quiet = { warn: () => undefined };
 
+/** Three random elements of a parameter's gradient against central differences of the float64 loss. */
+function assertMatchesFiniteDifferences(grad: Float32Array, params: Params, name: string, loss: (p: Params) => number, next: () => number): void {
+  const base = params.get(name)!;
+  let num2 = 0, den2 = 0;
+  for (let k = 0; k < 3; k++) {
+    const i = Math.floor(next() * base.length);
+    const fd = centralDifference(() => loss(params), base, i, 1e-5 * Math.max(1, Math.abs(base[i]!)));
+    num2 += (grad[i]! - fd) ** 2;
+    den2 += fd ** 2;
+  }
+  const rel = Math.sqrt(num2 / Math.max(den2, 1e-12));
+  assert.ok(rel <= 2e-3 || Math.sqrt(num2) <= 1e-5, `${name}: gradient vs finite differences, relative error ${rel}`);
+}
+
 /** Sets every parameter to random values of a sensible scale; returns them in float64 for the reference. */
 function randomize(m: VisionLanguageModel, next: () => number): Params {
   const params: Params = new Map();
@@ -172,16 +186,7 @@ describe('VisionLanguageModel (CPU)', function () {
           continue;
         }
         assert.ok(grad, `${name} has no gradient`);
-        const base = params.get(name)!;
-        let num2 = 0, den2 = 0;
-        for (let k = 0; k < 3; k++) {
-          const i = Math.floor(next() * base.length);
-          const fd = centralDifference(() => loss(params), base, i, 1e-5 * Math.max(1, Math.abs(base[i]!)));
-          num2 += (grad[i]! - fd) ** 2;
-          den2 += fd ** 2;
-        }
-        const rel = Math.sqrt(num2 / Math.max(den2, 1e-12));
-        assert.ok(rel <= 2e-3 || Math.sqrt(num2) <= 1e-5, `${name}: gradient vs finite differences, relative error ${rel}`);
+        assertMatchesFiniteDifferences(grad, params, name, loss, next);
       }
       if (mode === 'connector-only') {
         const trained = m.parameters().filter((p) => p.trainable).map((p) => p.part);
@@ -208,16 +213,7 @@ describe('VisionLanguageModel (CPU)', function () {
     assert.equal(await m.getGradient('language_model.lm_head.weight'), undefined, 'the LM head gets no gradient from values');
     const loss = (p: Params) => referenceForward(p, m.config, batch, IMG).values.reduce((a, v, i) => a + dValues[i]! * v, 0);
     for (const name of ['value_head.weight', 'value_head.bias', 'language_model.model.norm.weight', 'language_model.model.layers.1.mlp.down_proj.weight', 'mlp1.1.weight']) {
-      const grad = (await m.getGradient(name))!;
-      const base = params.get(name)!;
-      let num2 = 0, den2 = 0;
-      for (let k = 0; k < 3; k++) {
-        const i = Math.floor(next() * base.length);
-        const fd = centralDifference(() => loss(params), base, i, 1e-5 * Math.max(1, Math.abs(base[i]!)));
-        num2 += (grad[i]! - fd) ** 2;
-        den2 += fd ** 2;
-      }
-      assert.ok(Math.sqrt(num2 / Math.max(den2, 1e-12)) <= 2e-3 || Math.sqrt(num2) <= 1e-5, `${name}: dValues gradient vs finite differences`);
+      assertMatchesFiniteDifferences((await m.getGradient(name))!, params, name, loss, next);
     }
     // With token statistics too, both coefficient kinds add up.
     const g = await m.forward(batch, { grad: true });

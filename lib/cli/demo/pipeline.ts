@@ -18,6 +18,7 @@ import { VisionLanguageModel } from '../../model/model.js';
 import type { TrainConfig } from '../../train/config.js';
 import type { StepMetrics } from '../../train/metrics.js';
 import type { Progress } from '../../train/progress.js';
+import type { StageEvaluation } from '../report/index.js';
 import { Trainer } from '../../train/trainer.js';
 import { makeRows, type QuestionKind } from './world.js';
 
@@ -44,16 +45,6 @@ export const STAGES = [
   { name: 'control-sft', from: '3-coldstart' },
 ] as const;
 export type StageName = (typeof STAGES)[number]['name'];
-
-/** Held-out results of one stage's final weights. */
-export interface StageEvaluation {
-  stage: string;
-  accuracy: number;
-  format_rate: number;
-  mean_length: number;
-  critical_entropy: number;
-  critical_count: number;
-}
 
 /** The rows each stage trains on, reproducible from the seed. */
 export function stageRows(stage: StageName, preset: DemoPreset, seed: number): DatasetRow[] {
