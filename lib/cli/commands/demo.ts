@@ -18,7 +18,14 @@ export function register(program: Command): void {
     .option('--quick', 'the smaller preset (a few minutes on two CPU cores)')
     .option('--seeds <n>', 'run the pipeline with seeds 1..n; the report shows mean and spread', positiveInt, 1)
     .option('--out <dir>', 'run directory (default: runs/<date-time>)')
-    .action(async (o: { device: string; quick?: boolean; seeds: number; out?: string }) => {
+    .option('--write-data <dir>', "only write the demo's data (tokenizer, JSONL rows, PNG images) for the configs of examples/mnist-arith/")
+    .action(async (o: { device: string; quick?: boolean; seeds: number; out?: string; writeData?: string }) => {
+      if (o.writeData) {
+        const [{ writeDemoData }, { PRESETS }] = await Promise.all([import('../demo/data.js'), import('../demo/pipeline.js')]);
+        const files = await writeDemoData(o.writeData, o.quick ? PRESETS.quick : PRESETS.full, 1);
+        console.log(`wrote ${files.join(', ')} into ${o.writeData}`);
+        return;
+      }
       // The demo's modules (trainer, rewards, report) load on use: they take seconds to import.
       const { runDemo } = await import('../demo/index.js');
       const progress = createProgress(process.stderr);

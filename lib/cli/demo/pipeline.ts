@@ -101,6 +101,11 @@ export async function runPipeline(c: PipelineContext): Promise<PipelineResult> {
     const config = structuredClone(c.configs[stage.name]);
     config.seed = c.seed;
     config.run.dir = path.join(c.outDir, `seed-${c.seed}`, stage.name);
+    // The run directory records where its inputs are: the demo's tokenizer and the stage it starts from
+    // (its rows are given in code; `r1v demo --write-data` writes them as files for `r1v train`).
+    config.tokenizer = path.join(c.outDir, 'tokenizer');
+    config.model = { ...config.model, ...(stage.from ? { path: finalWeights.get(stage.from)!, config: undefined } : { config: c.modelConfig, path: undefined }) };
+    config.data = { ...config.data, train: undefined, val: undefined };
     const imageContextTokenId = c.tokenizer.imageContextTokenId;
     const model = stage.from
       ? await VisionLanguageModel.load(c.engine, finalWeights.get(stage.from)!, { imageContextTokenId, warn: () => undefined })
