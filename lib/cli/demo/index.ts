@@ -104,7 +104,6 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
       config: { preset, modelConfig, stages: configs }, runs, notes: stopped ? ['Stopped before the end (Ctrl-C): partial results.', ...notes] : notes,
     });
     for (const line of notes) progress.log(line);
-    progress.log(`report: ${report.html}`);
     return { outDir, reportPath: report.html, table, entropyAccuracyCorrelation: r, notes, stopped };
   } finally {
     engine.dispose();
