@@ -13,10 +13,25 @@
 // float64 approximation. Exact work is bounded (exponents ≤ 1024, numerator and denominator
 // ≤ 2048 bits together) so that `10^10^10` costs nothing: past the bounds a value is
 // approximate only.
-import { create, fractionDependencies, isBigNumber, parseDependencies, type Fraction, type MathNode } from 'mathjs';
+import { createRequire } from 'node:module';
 
-// The factory maps are always defined; mathjs's typings mark them optional.
-const math = create({ parseDependencies: parseDependencies!, fractionDependencies: fractionDependencies! }, { number: 'BigNumber' });
+import type { BigNumber, Fraction, MathJsInstance, MathNode } from 'mathjs';
+
+// mathjs is loaded on the first expression, not when r1v is imported: its instance holds ~30 MB
+// of heap, which makes every garbage collection of a process that never scores an answer slower.
+let instance: MathJsInstance | undefined;
+function mathjs(): MathJsInstance {
+  if (!instance) {
+    const m = createRequire(import.meta.url)('mathjs') as typeof import('mathjs');
+    // The factory maps are always defined; mathjs's typings mark them optional.
+    instance = m.create({ parseDependencies: m.parseDependencies!, fractionDependencies: m.fractionDependencies! }, { number: 'BigNumber' });
+  }
+  return instance;
+}
+
+function isBigNumber(x: unknown): x is BigNumber {
+  return typeof x === 'object' && x !== null && (x as { isBigNumber?: unknown }).isBigNumber === true;
+}
 
 /** An arithmetic value: exact when every step was rational, always approximated in float64. */
 export interface ArithmeticValue {
@@ -42,7 +57,7 @@ function value(exact: Fraction | null, approx: number): ArithmeticValue {
 function literal(node: MathNode): ArithmeticValue | null {
   const d = (node as MathNode & { value: unknown }).value;
   if (!isBigNumber(d) || !d.isFinite()) return null;
-  const exact = Math.abs(d.e) <= MAX_LITERAL_EXPONENT ? math.fraction(d.toFixed()) : null;
+  const exact = Math.abs(d.e) <= MAX_LITERAL_EXPONENT ? mathjs().fraction(d.toFixed()) : null;
   return value(exact, d.toNumber());
 }
 
@@ -63,7 +78,7 @@ function exactRoot(x: Fraction, k: number): Fraction | null {
   const n = integerRoot(x.n, k);
   const d = n === null ? null : integerRoot(x.d, k);
   if (n === null || d === null) return null;
-  const root = math.fraction(n, d);
+  const root = mathjs().fraction(n, d);
   return x.s < 0n ? root.neg() : root;
 }
 
@@ -151,7 +166,7 @@ function evaluateNode(node: MathNode): ArithmeticValue | null {
 export function evaluateArithmetic(expression: string): ArithmeticValue | null {
   let tree: MathNode;
   try {
-    tree = math.parse(expression);
+    tree = mathjs().parse(expression);
   } catch {
     return null; // not an expression mathjs can read: the caller compares text
   }
