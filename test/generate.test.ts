@@ -274,6 +274,24 @@ describe('generate with the real Qwen3 tokenizer (CPU)', function () {
     const unreadable = await generate(m, [{ messages, images: ['/nonexistent/digit.png'] }], { tokenizer: tok, maxNewTokens: 3 });
     assert.equal(unreadable[0]!.error?.code, 'IO');
     assert.match(unreadable[0]!.error!.message, /prompts\[0\]\.images\[0\].*nonexistent/);
+    // two images for one placeholder: the message names the count of each and `images`
+    const extra = await generate(m, [{ messages, images: [image, image] }], { tokenizer: tok, maxNewTokens: 3 });
+    assert.equal(extra[0]!.error?.code, 'ARGUMENT');
+    assert.match(extra[0]!.error!.message, /prompts\[0\]: the messages have 1 <image> placeholder\(s\) but images has 2 entries/);
+  });
+
+  it("a tokenizer whose end-of-sequence id lies outside the model's vocabulary is a CONFIG error naming the id", async () => {
+    const tok = await Tokenizer.load(QWEN3_DIR);
+    using e = Engine.create({ device: 'cpu', seed: 3 });
+    // a model with a smaller vocabulary than the tokenizer's: Qwen3's <|im_end|> (151645) is not one of its ids
+    using m = VisionLanguageModel.create(e, tinyConfig(VOCAB, IMG), { seed: 3, ...quiet });
+    const eos = [...tok.eosTokenIds];
+    assert.ok(eos.length > 0 && eos.every((id) => id >= VOCAB));
+    await assert.rejects(generate(m, [{ inputIds: Int32Array.of(1, 2, 3) }], { tokenizer: tok, maxNewTokens: 2 }), (err: R1VError) =>
+      err instanceof R1VError && err.code === 'CONFIG' && err.message.includes(`${eos[0]}`) && /outside the model's vocabulary \[0, 64\)/.test(err.message));
+    // stop.tokenIds given: the tokenizer's ids are not needed and generation runs
+    const out = await generate(m, [{ inputIds: Int32Array.of(1, 2, 3) }], { tokenizer: tok, maxNewTokens: 2, stop: { tokenIds: [5] } });
+    assert.notEqual(out[0]!.finishReason, 'error');
   });
 });
 

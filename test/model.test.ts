@@ -368,6 +368,9 @@ describe('VisionLanguageModel (CPU)', function () {
     await g.backward({ dLogprobs: new Float32Array(g.logprobs.length).fill(0.5) });
     expectR1VError(() => m.setTrainable({ eyes: true } as never), 'ARGUMENT', /unknown part 'eyes'/);
     expectR1VError(() => VisionLanguageModel.create(e, tinyConfig(), { dtype: 'bf16' }), 'DTYPE', /CUDA/);
+    // a misspelt option is refused, naming it, not silently ignored (a seed that did not take)
+    expectR1VError(() => VisionLanguageModel.create(e, tinyConfig(), { sed: 1 } as never), 'ARGUMENT', /unknown option 'sed'.*seed/);
+    expectR1VError(() => VisionLanguageModel.create(e, tinyConfig(), { recompute: 'yes' } as never), 'ARGUMENT', /recompute must be a boolean/);
     m.dispose();
     await assert.rejects(m.forward(b), (err: R1VError) => err.code === 'DISPOSED');
   });
