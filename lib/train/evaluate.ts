@@ -73,10 +73,14 @@ export async function evaluateRows(model: VisionLanguageModel, rows: readonly Da
   }
   if (rowsDone === 0) return { metrics: {}, samples, skipped, rowsDone };
   await score(samples, [accuracyReward(), formatReward()], { step: o.step ?? 0 });
-  const m = rolloutMetrics(samples, o.criticalIds);
-  const metrics = {
+  return { metrics: evaluationMetrics(samples, skipped.length, o.criticalIds), samples, skipped, rowsDone };
+}
+
+/** The validation metrics of scored samples (see Evaluation), `skipped` rows not counted in them. */
+export function evaluationMetrics(samples: readonly RolloutSample[], skipped: number, criticalIds: ReadonlySet<number>): Record<string, number> {
+  const m = rolloutMetrics(samples, criticalIds);
+  return {
     val_accuracy: m.accuracy ?? 0, val_format: m.format_rate ?? 0, val_length: m.response_length_mean ?? 0,
-    critical_entropy: m.critical_entropy ?? 0, critical_count: m.critical_count ?? 0, val_samples: samples.length, val_skipped: skipped.length,
+    critical_entropy: m.critical_entropy ?? 0, critical_count: m.critical_count ?? 0, val_samples: samples.length, val_skipped: skipped,
   };
-  return { metrics, samples, skipped, rowsDone };
 }

@@ -85,7 +85,7 @@ export async function openStage(s: StageSetup): Promise<StageContext> {
         model = await VisionLanguageModel.load(s.model.engine, criticDir, { dtype: s.model.dtype, valueHead: true, warn: () => undefined });
       } else {
         // A critic starts as a copy of the policy at the stage's start, with a fresh value head.
-        const dir = path.join(s.stageDir, 'critic-init');
+        const dir = path.join(s.stageDir, `critic-init-${process.pid}`);  // one per process (data-parallel ranks share the run directory)
         await s.model.save(dir);
         model = await VisionLanguageModel.load(s.model.engine, dir, { dtype: s.model.dtype, valueHead: true, warn: () => undefined });
         await fsp.rm(dir, { recursive: true, force: true });

@@ -7,6 +7,9 @@
 // selectBy, validation metrics at each) and, when stopped (AbortSignal), a final checkpoint.
 // Trainer.resume(runDir) continues from the latest checkpoint and reaches the parameters an
 // uninterrupted run would have (bitwise on the CPU with the same thread count).
+// With a communicator (data parallelism, data-parallel.ts) every rank runs this same trainer on
+// its share of each step's batch; rank 0 writes the run directory, checkpoints and metrics, and
+// a stop asked on any rank stops every rank after the same step.
 import { createHash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
@@ -21,7 +24,8 @@ import type { RewardFn } from '../rewards/index.js';
 import { criticalTokenIds } from '../rl/index.js';
 import { CheckpointStore, type CheckpointInfo } from './checkpoints.js';
 import { parseTrainConfig, type TrainConfig, type TrainConfigInput } from './config.js';
-import { evaluateRows } from './evaluate.js';
+import { DataParallel, mainFirst, type Collectives } from './data-parallel.js';
+import { evaluateRows, evaluationMetrics } from './evaluate.js';
 import { formatStep, MetricsLog, type StepMetrics } from './metrics.js';
 import { openStage, type StageContext } from './stage.js';
 import { readState, writeState, type TrainerState } from './state.js';
@@ -49,6 +53,12 @@ export interface TrainerOptions {
   log?: (line: string) => void;
   /** Whether `log` receives the line of every step (formatStep); false leaves only checkpoints and events. Default true. */
   logSteps?: boolean;
+  /**
+   * Data parallelism: this process is one rank of a job (e.g. `Communicator.world()` in a process
+   * started by mpirun). Every rank runs the same config; with a CUDA device each rank uses the GPU
+   * of its local rank. Rank 0 writes the run directory; `log` receives step lines on rank 0 only.
+   */
+  communicator?: Collectives;
 }
 
 /** What train() returns. */
@@ -74,6 +84,7 @@ async function loadRows(given: Dataset | readonly unknown[] | undefined, file: s
 
 export class Trainer {
   readonly #ownsEngine: boolean;
+  readonly #dp: DataParallel | undefined;
   #stage: StageContext | undefined;
   #closed = false;
 
@@ -91,6 +102,7 @@ export class Trainer {
     ownsEngine: boolean,
   ) {
     this.#ownsEngine = ownsEngine;
+    this.#dp = parallelOf(options);
   }
 
   get runDir(): string {
@@ -102,11 +114,14 @@ export class Trainer {
     const config = parseTrainConfig(options.config);
     const runDir = path.resolve(config.run.dir);
     config.run.dir = runDir;
-    const store = await CheckpointStore.open(runDir, storeOptions(config));
-    if (store.list().length > 0) {
-      throw new R1VError('IO', `the run directory ${runDir} already holds checkpoints: resume it (Trainer.resume / r1v train --resume ${runDir}) or choose another run.dir`);
-    }
-    await fsp.writeFile(path.join(runDir, RESOLVED_CONFIG), `${JSON.stringify(config, null, 2)}\n`);
+    const store = await mainFirst(parallelOf(options), async (isMain) => {
+      const opened = await CheckpointStore.open(runDir, storeOptions(config));
+      if (isMain && opened.list().length > 0) {
+        throw new R1VError('IO', `the run directory ${runDir} already holds checkpoints: resume it (Trainer.resume / r1v train --resume ${runDir}) or choose another run.dir`);
+      }
+      if (isMain) await fsp.writeFile(path.join(runDir, RESOLVED_CONFIG), `${JSON.stringify(config, null, 2)}\n`);
+      return opened;
+    });
     const state: TrainerState = {
       format: 'r1v-trainer-state', version: 1, step: 0, stage: 0, stageName: config.stages[0]!.name, stageStep: 0,
       cursor: { epoch: 0, index: 0 }, history: [], configHash: hashConfig(config),
@@ -127,7 +142,7 @@ export class Trainer {
       throw new R1VError('IO', `cannot resume ${runDir}: ${file} is missing or unreadable (${(error as Error).message})`, { cause: error });
     }
     const config = parseTrainConfig(raw, file);
-    const store = await CheckpointStore.open(config.run.dir, storeOptions(config));
+    const store = await mainFirst(parallelOf(options), () => CheckpointStore.open(config.run.dir, storeOptions(config)));
     const latest = await store.latest();
     if (!latest) throw new R1VError('IO', `cannot resume ${runDir}: it has no complete checkpoint`);
     const state = await readState(latest.dir);
@@ -137,7 +152,8 @@ export class Trainer {
 
   static async #assemble(config: TrainConfig, o: Omit<TrainerOptions, 'config'>, store: CheckpointStore, state: TrainerState, from: string | undefined): Promise<Trainer> {
     const ownsEngine = !o.engine && !o.model;
-    const engine = o.model?.engine ?? o.engine ?? Engine.create({ device: config.device as 'auto', seed: config.seed });
+    const engine = o.model?.engine ?? o.engine ?? Engine.create({ device: rankDevice(config.device, o.communicator) as 'auto', seed: config.seed });
+    const dp = parallelOf(o);
     try {
       const tokenizer = o.tokenizer ?? await Tokenizer.load(tokenizerDir(config.tokenizer));
       const modelOptions = {
@@ -155,7 +171,8 @@ export class Trainer {
       const train = await loadRows(o.dataset, config.data.train, 'data.train');
       if (!train) throw new R1VError('CONFIG', 'no training data: set data.train or pass Trainer.create({ dataset })');
       const val = (await loadRows(o.valDataset, config.data.val, 'data.val')) ?? train;
-      const metricsLog = await MetricsLog.open(path.join(config.run.dir, 'metrics.jsonl'), state.step);
+      dp?.broadcastParameters(model);
+      const metricsLog = await MetricsLog.open(path.join(config.run.dir, 'metrics.jsonl'), !dp || dp.isMain ? state.step : undefined);
       const t = new Trainer(config, engine, model, tokenizer, train, val.rows.slice(0, config.checkpoint.validation.prompts),
         store, metricsLog, state, o, ownsEngine);
       if (from && state.stage < config.stages.length) t.#stage = await t.#openStage(state.stage, state.stageStep > 0 ? from : undefined);
@@ -169,28 +186,37 @@ export class Trainer {
   }
 
   #log(line: string): void {
-    this.options.log?.(line);
+    const rank = this.#dp?.rank ?? 0;
+    this.options.log?.(rank === 0 ? line : `[rank ${rank}] ${line}`);
+  }
+
+  /** Whether training should stop: the signal, on any rank (decided alike by every rank). */
+  async #stopRequested(): Promise<boolean> {
+    const here = this.options.signal?.aborted === true;
+    return this.#dp ? this.#dp.any(here) : here;
   }
 
   async #openStage(index: number, resumeFrom: string | undefined): Promise<StageContext> {
     const c = this.config.stages[index]!;
     const given = this.options.stageDatasets?.[c.name];
     const rows = given ? (await loadRows(given, undefined, `stage ${c.name}`))!.rows : c.data ? (await Dataset.fromJsonl(c.data)).rows : this.trainData.rows;
-    const ctx = await openStage({
+    // rank 0 first: it writes the stage's reference weights, which the other ranks then read
+    const ctx = await mainFirst(this.#dp, () => openStage({
       index, config: c, model: this.model, rows, seed: this.config.seed, userRewards: new Map(Object.entries(this.options.rewards ?? {})),
       stageDir: path.join(this.runDir, 'stages', `${index}-${c.name}`), resumeFrom,
-    });
+    }));
+    if (ctx.critic) this.#dp?.broadcastParameters(ctx.critic.model);
     if (resumeFrom) ctx.sampler.restore(this.state.cursor);
     return ctx;
   }
 
   /** Runs the remaining steps of every stage, yielding each step's metrics. */
   async *run(): AsyncGenerator<StepMetrics, TrainSummary> {
-    const stopped = () => this.options.signal?.aborted === true;
-    while (this.state.stage < this.config.stages.length && !stopped()) {
+    let stopped = await this.#stopRequested();
+    while (this.state.stage < this.config.stages.length && !stopped) {
       this.#stage ??= await this.#openStage(this.state.stage, undefined);
       const stage = this.#stage, c = stage.config;
-      while (this.state.stageStep < c.steps && !stopped()) {
+      while (this.state.stageStep < c.steps && !(stopped = await this.#stopRequested())) {
         const started = performance.now();
         const m = await this.#step(stage);
         if (m === undefined) break;  // stopped during the step: it is discarded
@@ -204,8 +230,9 @@ export class Trainer {
           step: this.state.step, stage: c.name, stageStep: this.state.stageStep, kind: c.kind, ...m,
           time_checkpoint_ms: checkpointMs, time_step_ms: performance.now() - started,
         };
-        await this.metricsLog.append(metrics);
-        if (this.options.logSteps !== false) this.#log(formatStep(metrics));
+        const isMain = !this.#dp || this.#dp.isMain;
+        if (isMain) await this.metricsLog.append(metrics);
+        if (isMain && this.options.logSteps !== false) this.#log(formatStep(metrics));
         yield metrics;
       }
       if (this.state.stageStep < c.steps) break;
@@ -216,8 +243,10 @@ export class Trainer {
       this.state.cursor = { epoch: 0, index: 0 };
       this.state.stageName = this.config.stages[this.state.stage]?.name ?? 'done';
     }
-    if (stopped() && this.#stage && this.state.stageStep > 0 && (await this.store.latest())?.step !== this.state.step) await this.#checkpoint();
-    return { steps: this.state.step, stopped: stopped(), checkpoints: this.store.list(), best: this.store.best(), runDir: this.runDir };
+    if (stopped && this.#stage && this.state.stageStep > 0 && this.state.history.at(-1)?.step !== this.state.step) await this.#checkpoint();
+    // the other ranks see the checkpoints rank 0 wrote
+    const store = this.#dp && !this.#dp.isMain ? await mainFirst(this.#dp, () => CheckpointStore.open(this.runDir, storeOptions(this.config))) : this.store;
+    return { steps: this.state.step, stopped, checkpoints: store.list(), best: store.best(), runDir: this.runDir };
   }
 
   /** Runs to the end (or until stopped), calling onStep with each step's metrics. */
@@ -235,8 +264,9 @@ export class Trainer {
     stage.optimizer.lr = stage.schedule(this.state.stageStep);
     const ctx: StepContext = {
       model: this.model, tokenizer: this.tokenizer, stage, step: this.state.step + 1, seed: this.config.seed,
-      systemPrompt: this.config.data.systemPrompt, signal: this.options.signal, criticalIds: this.criticalIds,
-      imageProcessor: this.#imageProcessor(), log: (line) => this.#log(line),
+      // with data parallelism a stop is decided between steps, by every rank alike
+      systemPrompt: this.config.data.systemPrompt, signal: this.#dp ? undefined : this.options.signal, criticalIds: this.criticalIds,
+      imageProcessor: this.#imageProcessor(), log: (line) => this.#log(line), dp: this.#dp,
     };
     const m = c.kind === 'sft' ? await sftStep(ctx) : await rlStep(ctx);
     return m === undefined ? undefined : { ...m, lr: stage.optimizer.lr };
@@ -263,19 +293,25 @@ export class Trainer {
   async evaluate(rows: readonly DatasetRow[] = this.validation, options: { maxNewTokens?: number; temperature?: number } = {}): Promise<Record<string, number>> {
     const v = this.config.checkpoint.validation;
     const stage = this.config.stages[Math.min(this.state.stage, this.config.stages.length - 1)]!;
-    const r = await evaluateRows(this.model, rows, {
+    // with data parallelism each rank answers its share of the rows; the metrics are over all of them
+    const mine = this.#dp?.share(rows.length);
+    const r = await evaluateRows(this.model, mine ? mine.map((i) => rows[i]!) : rows, {
       tokenizer: this.tokenizer, criticalIds: this.criticalIds, maxNewTokens: options.maxNewTokens ?? v.maxNewTokens ?? stage.rollout.maxNewTokens,
       temperature: options.temperature ?? v.temperature, seed: this.config.seed, systemPrompt: this.config.data.systemPrompt,
       imageProcessor: this.#imageProcessor(), step: this.state.step,
     });
-    return r.metrics;
+    if (!mine || !this.#dp) return r.metrics;
+    for (const s of r.samples) s.group = mine[s.group]!;
+    const [skipped] = await this.#dp.sum([r.skipped.length]) as [number];
+    return evaluationMetrics(await this.#dp.gatherSamples(r.samples), skipped, this.criticalIds);
   }
 
   async #checkpoint(): Promise<number> {
     const started = performance.now();
     const metrics = await this.evaluate();
     const stage = this.#stage;
-    const info = await this.store.save(this.state.step, async (dir) => {
+    // rank 0 writes the checkpoint; the others wait for it (and fail with it)
+    const info = await mainFirst(this.#dp, async (isMain) => (!isMain ? undefined : this.store.save(this.state.step, async (dir) => {
       await this.model.save(dir);
       if (stage) await stage.optimizer.save(dir);
       if (stage?.critic) {
@@ -283,9 +319,9 @@ export class Trainer {
         await stage.critic.optimizer.save(path.join(dir, 'critic'));
       }
       await writeState(dir, { ...this.state, history: [...this.state.history, { step: this.state.step, stage: this.state.stageName, metrics }] });
-    }, metrics);
+    }, metrics)));
     this.state.history.push({ step: this.state.step, stage: this.state.stageName, metrics });
-    this.#log(`checkpoint ${info.dir}: ${Object.entries(metrics).map(([k, x]) => `${k} ${x.toFixed(3)}`).join(', ')}`);
+    if (info) this.#log(`checkpoint ${info.dir}: ${Object.entries(metrics).map(([k, x]) => `${k} ${x.toFixed(3)}`).join(', ')}`);
     return performance.now() - started;
   }
 
@@ -306,6 +342,15 @@ async function modelDirectory(dir: string): Promise<string> {
   const latest = await (await CheckpointStore.open(dir)).latest();
   if (!latest) throw new R1VError('IO', `model.path ${dir} is a run directory without a complete checkpoint`);
   return latest.dir;
+}
+
+function parallelOf(o: { communicator?: Collectives | undefined }): DataParallel | undefined {
+  return o.communicator && o.communicator.worldSize > 1 ? new DataParallel(o.communicator) : undefined;
+}
+
+/** The device of this rank: a bare 'cuda' becomes the GPU of the local rank. */
+function rankDevice(device: string, communicator: Collectives | undefined): string {
+  return communicator && communicator.worldSize > 1 && device === 'cuda' ? `cuda:${communicator.localRank}` : device;
 }
 
 function storeOptions(config: TrainConfig) {

@@ -7,10 +7,15 @@
 // maxLength) times its share: tokens/T for 'token-mean', sequences/B for the seq-mean modes — so
 // the accumulated gradient equals that of one batch (up to float rounding). A non-finite loss or
 // gradient norm skips the step: weights and optimizer state stay untouched, and it is reported.
+//
+// Data parallelism is the same sum spread over ranks: each rank's micro-batches carry their
+// shares of the whole mini-batch (`parallel.whole`), and finishStep sums loss, metrics and
+// gradients over the ranks before the one optimizer step every rank takes alike.
 import type { VisionLanguageModel } from '../model/model.js';
 import type { StepOptions, StepResult } from '../optim/adamw.js';
 import * as rl from '../rl/index.js';
 import type { StageConfig } from './config.js';
+import type { DataParallel } from './data-parallel.js';
 import { concatField, microBatches, packSequences, responseOffsets, sequenceTokens, type RolloutSample, type Sequence } from './samples.js';
 
 export interface UpdateResult {
@@ -54,15 +59,33 @@ class TokenMeans {
   }
 }
 
-/** Ends an update: an optimizer step unless something was non-finite. */
-async function finishStep(model: VisionLanguageModel, optimizer: Optimizer, loss: number, maxGradNorm: number | undefined): Promise<StepResult & { loss: number }> {
+/** Across ranks (data parallel): what an update shares with the other ranks. */
+export interface ParallelUpdate {
+  dp: DataParallel;
+  /** The whole mini-batch, over every rank: its sequences and response tokens (the shares' denominators). */
+  whole: { sequences: number; tokens: number };
+}
+
+/**
+ * Ends an update: with data parallelism, the loss and metrics are summed over the ranks (each
+ * rank's are its shares of the whole) and so are the gradients; then an optimizer step unless
+ * the loss or the gradient norm is non-finite (decided alike on every rank).
+ */
+async function finishStep(model: VisionLanguageModel, optimizer: Optimizer, local: { loss: number; metrics: Record<string, number> },
+  maxGradNorm: number | undefined, parallel: ParallelUpdate | undefined): Promise<StepResult & { loss: number; metrics: Record<string, number> }> {
+  let { loss, metrics } = local;
+  if (parallel) {
+    [loss] = await parallel.dp.sum([loss]) as [number];
+    metrics = await parallel.dp.sumRecords(metrics);
+    if (Number.isFinite(loss)) await parallel.dp.reduceGradients(model);
+  }
   if (!Number.isFinite(loss)) {
     model.zeroGrad();
-    return { gradNorm: NaN, updated: 0, skipped: true, loss };
+    return { gradNorm: NaN, updated: 0, skipped: true, loss, metrics };
   }
   const step = await optimizer.step({ ...(maxGradNorm !== undefined ? { maxGradNorm } : {}), skipNonFinite: true });
   model.zeroGrad();
-  return { ...step, loss };
+  return { ...step, loss, metrics };
 }
 
 export interface PolicyUpdateOptions {
@@ -75,6 +98,8 @@ export interface PolicyUpdateOptions {
   maxLength: number;
   /** Reference model: its logprobs are computed here for samples that lack refLogprobs (KL on). */
   reference?: VisionLanguageModel | undefined;
+  /** Data parallelism: these samples are this rank's part of `parallel.whole`. */
+  parallel?: ParallelUpdate | undefined;
 }
 
 /**
@@ -84,7 +109,7 @@ export interface PolicyUpdateOptions {
  */
 export async function policyUpdate(model: VisionLanguageModel, optimizer: Optimizer, samples: readonly RolloutSample[], o: PolicyUpdateOptions): Promise<UpdateResult> {
   const a = o.algorithm;
-  const whole = { sequences: samples.length, tokens: samples.reduce((n, s) => n + s.responseIds.length, 0) };
+  const whole = o.parallel?.whole ?? { sequences: samples.length, tokens: samples.reduce((n, s) => n + s.responseIds.length, 0) };
   const means = new TokenMeans();
   let loss = 0;
   model.zeroGrad();
@@ -119,8 +144,8 @@ export async function policyUpdate(model: VisionLanguageModel, optimizer: Optimi
     }
     await f.backward({ dLogprobs: scaled(r.dLogprobs, share), dEntropy: scaled(r.dEntropy, share) });
   }
-  const step = await finishStep(model, optimizer, loss, o.maxGradNorm);
-  return { loss, gradNorm: step.gradNorm, skipped: step.skipped, metrics: means.result() };
+  const step = await finishStep(model, optimizer, { loss, metrics: means.result() }, o.maxGradNorm, o.parallel);
+  return { loss: step.loss, gradNorm: step.gradNorm, skipped: step.skipped, metrics: step.metrics };
 }
 
 export interface CriticUpdateOptions {
@@ -129,11 +154,13 @@ export interface CriticUpdateOptions {
   coef: number;
   aggregation: Aggregation;
   maxGradNorm?: number | undefined;
+  /** Data parallelism: these samples are this rank's part of `parallel.whole`. */
+  parallel?: ParallelUpdate | undefined;
 }
 
 /** One optimizer step of the clipped value loss over a mini-batch (samples with values and returns). */
 export async function criticUpdate(critic: VisionLanguageModel, optimizer: Optimizer, samples: readonly RolloutSample[], o: CriticUpdateOptions): Promise<UpdateResult> {
-  const whole = { sequences: samples.length, tokens: samples.reduce((n, s) => n + s.responseIds.length, 0) };
+  const whole = o.parallel?.whole ?? { sequences: samples.length, tokens: samples.reduce((n, s) => n + s.responseIds.length, 0) };
   const means = new TokenMeans();
   let loss = 0;
   critic.zeroGrad();
@@ -159,8 +186,8 @@ export async function criticUpdate(critic: VisionLanguageModel, optimizer: Optim
     }
     await f.backward({ dValues: scaled(r.dValues, share) });
   }
-  const step = await finishStep(critic, optimizer, loss, o.maxGradNorm);
-  return { loss, gradNorm: step.gradNorm, skipped: step.skipped, metrics: means.result() };
+  const step = await finishStep(critic, optimizer, { loss, metrics: means.result() }, o.maxGradNorm, o.parallel);
+  return { loss: step.loss, gradNorm: step.gradNorm, skipped: step.skipped, metrics: step.metrics };
 }
 
 /**
@@ -168,8 +195,8 @@ export async function criticUpdate(critic: VisionLanguageModel, optimizer: Optim
  * response token of the batch (token-mean cross-entropy), micro-batched.
  */
 export async function sftUpdate(model: VisionLanguageModel, optimizer: Optimizer, sequences: readonly Sequence[],
-  o: { microBatchTokens: number; maxGradNorm?: number | undefined }): Promise<UpdateResult> {
-  const tokens = sequences.reduce((n, s) => n + s.responseIds.length, 0);
+  o: { microBatchTokens: number; maxGradNorm?: number | undefined; parallel?: ParallelUpdate | undefined }): Promise<UpdateResult> {
+  const tokens = o.parallel?.whole.tokens ?? sequences.reduce((n, s) => n + s.responseIds.length, 0);
   let loss = 0;
   model.zeroGrad();
   for (const micro of microBatches(sequences, sequenceTokens, o.microBatchTokens)) {
@@ -182,6 +209,6 @@ export async function sftUpdate(model: VisionLanguageModel, optimizer: Optimizer
     }
     await f.backward({ dLogprobs: new Float32Array(f.logprobs.length).fill(-1 / tokens) });
   }
-  const step = await finishStep(model, optimizer, loss, o.maxGradNorm);
-  return { loss, gradNorm: step.gradNorm, skipped: step.skipped, metrics: { tokens } };
+  const step = await finishStep(model, optimizer, { loss, metrics: {} }, o.maxGradNorm, o.parallel);
+  return { loss: step.loss, gradNorm: step.gradNorm, skipped: step.skipped, metrics: { tokens } };
 }
