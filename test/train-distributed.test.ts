@@ -1,0 +1,120 @@
+// Data-parallel training under Open MPI on the CPU (2 ranks): the same global batch gives the
+// same run as one process (metrics step by step, parameters to 1e-6 relative); a stop asked on
+// rank 0 stops both ranks after the same step, and the checkpoint written at world size 2
+// resumes at world size 1 to the parameters of the uninterrupted run; a rank killed mid-job ends
+// the job with a message naming it. The job is test/fixtures/data-parallel-train.ts.
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { Engine, latestCheckpointDir, readMetrics, VisionLanguageModel } from '../lib/index.js';
+import { mpirunAvailable, mpirunCommand } from './fixtures/mpi.js';
+import { relativeError } from './helpers.js';
+
+const FIXTURE = 'test/fixtures/data-parallel-train.ts';
+
+interface JobResult { code: number | null; signal: string | null; output: string; lines: Array<Record<string, unknown>>; ms: number }
+
+/** Runs the fixture alone (ranks = 1) or under mpirun (ranks = N), with its environment. */
+function job(ranks: number, env: Record<string, string>, timeoutMs = 240_000): Promise<JobResult> {
+  const node = [process.execPath, '--import', 'tsx', FIXTURE];
+  const [command, ...args] = ranks === 1 ? node : mpirunCommand(ranks, node);
+  const started = performance.now();
+  return new Promise((resolve, reject) => {
+    const child = spawn(command!, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (d) => (output += d));
+    child.stderr.on('data', (d) => (output += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      const lines = output.split('\n').filter((l) => l.startsWith('{"rank"')).map((l) => JSON.parse(l) as Record<string, unknown>);
+      resolve({ code, signal, output, lines, ms: performance.now() - started });
+    });
+  });
+}
+
+async function finalParameters(runDir: string): Promise<Map<string, Float32Array>> {
+  const dir = await latestCheckpointDir(runDir);
+  assert.ok(dir, `${runDir} has a checkpoint`);
+  using e = Engine.create({ device: 'cpu' });
+  using m = await VisionLanguageModel.load(e, dir!);
+  const out = new Map<string, Float32Array>();
+  for (const p of m.parameters()) out.set(p.name, await m.getParameter(p.name));
+  return out;
+}
+
+function worstRelative(a: Map<string, Float32Array>, b: Map<string, Float32Array>): { worst: number; name: string } {
+  let worst = 0, name = '';
+  for (const [k, x] of a) {
+    const r = relativeError(b.get(k)!, x);
+    if (r > worst) [worst, name] = [r, k];
+  }
+  return { worst, name };
+}
+
+describe('train: data parallel under mpirun (2 ranks, CPU)', function () {
+  this.timeout(900_000);
+  let runs: string;
+  let single: Map<string, Float32Array>;
+  before(async function () {
+    if (!mpirunAvailable()) this.skip();
+    runs = await mkdtemp(join(tmpdir(), 'r1v-dp-'));
+    const r = await job(1, { R1V_DP_RUN: join(runs, 'one') });
+    assert.equal(r.code, 0, r.output);
+    single = await finalParameters(join(runs, 'one'));
+  });
+  after(async () => {
+    if (runs) await rm(runs, { recursive: true, force: true });
+  });
+
+  it('2 ranks reach the parameters of one process with the same global batch (metrics alike step by step)', async () => {
+    const r = await job(2, { R1V_DP_RUN: join(runs, 'two') });
+    assert.equal(r.code, 0, r.output);
+    assert.deepEqual(r.lines.map((l) => [l.rank, l.worldSize, l.steps]).sort(), [[0, 2, 5], [1, 2, 5]]);
+    const two = await finalParameters(join(runs, 'two'));
+    const { worst, name } = worstRelative(single, two);
+    console.log(`      parameters after 2 SFT + 3 GRPO steps: worst relative difference ${worst.toExponential(2)} (${name})`);
+    assert.ok(worst <= 1e-6, `2 ranks vs 1 process: ${name} differs by ${worst} (relative)`);
+    assert.ok([...single.values()].some((x) => x.some((v) => v !== 0)));
+    // every step's metrics are the whole batch's: the same samples, rewards and losses
+    const [m1, m2] = [await readMetrics(join(runs, 'one', 'metrics.jsonl')), await readMetrics(join(runs, 'two', 'metrics.jsonl'))];
+    assert.equal(m2.length, 5);
+    for (const [i, a] of m1.entries()) {
+      const b = m2[i]!;
+      for (const key of ['reward_mean', 'reward_std', 'samples', 'response_length_mean', 'critical_count', 'examples', 'skipped']) {
+        if (a[key] !== undefined) assert.equal(b[key], a[key], `step ${a.step}: ${key}`);
+      }
+      for (const key of ['loss', 'grad_norm', 'entropy', 'kl', 'clip_frac_high', 'approx_kl']) {
+        if (a[key] !== undefined) assert.ok(Math.abs((b[key] as number) - (a[key] as number)) <= 1e-5 * (1 + Math.abs(a[key] as number)), `step ${a.step}: ${key} ${a[key]} vs ${b[key]}`);
+      }
+    }
+    assert.ok(m1.some((m) => m.kind === 'rl' && (m.reward_std as number) > 0), 'the GRPO steps had a spread of rewards');
+    // validation (sharded over the ranks) gives the same metrics as one process
+    const state = async (run: string) => JSON.parse(await readFile(join((await latestCheckpointDir(join(runs, run)))!, 'trainer_state.json'), 'utf8')) as { history: Array<{ metrics: Record<string, number> }> };
+    assert.deepEqual((await state('two')).history.map((h) => h.metrics.val_samples), (await state('one')).history.map((h) => h.metrics.val_samples));
+    assert.deepEqual((await state('two')).history.map((h) => h.metrics.val_accuracy), (await state('one')).history.map((h) => h.metrics.val_accuracy));
+  });
+
+  it('a stop on rank 0 stops both ranks after the same step; the checkpoint resumes at world size 1', async () => {
+    const r = await job(2, { R1V_DP_RUN: join(runs, 'stopped'), R1V_DP_STOP_AFTER: '3' });
+    assert.equal(r.code, 0, r.output);
+    assert.deepEqual(r.lines.map((l) => [l.rank, l.steps, l.stopped]).sort(), [[0, 3, true], [1, 3, true]]);
+    const resumed = await job(1, { R1V_DP_RUN: join(runs, 'stopped'), R1V_DP_RESUME: '1' });
+    assert.equal(resumed.code, 0, resumed.output);
+    assert.equal(resumed.lines[0]!.steps, 5);
+    const { worst, name } = worstRelative(single, await finalParameters(join(runs, 'stopped')));
+    assert.ok(worst <= 1e-6, `stopped at 2 ranks, resumed at 1 vs 1 process: ${name} differs by ${worst} (relative)`);
+  });
+
+  it('a rank killed mid-job ends the job with a message naming it, not a hang', async () => {
+    const r = await job(2, { R1V_DP_RUN: join(runs, 'killed'), R1V_DP_KILL: '1:2', R1V_DP_TIMEOUT_MS: '20000' }, 120_000);
+    assert.notEqual(r.code, 0, r.output);
+    assert.ok(r.ms < 90_000, `the job ended after ${r.ms} ms`);
+    assert.match(r.output, /rank 1\b/, r.output);
+    console.log(`      killed rank 1 after step 2: the job ended in ${(r.ms / 1000).toFixed(1)} s; mpirun: ${r.output.split('\n').find((l) => /rank 1\b/.test(l))?.trim()}`);
+  });
+});
