@@ -12,6 +12,7 @@ import { register as devices } from './commands/devices.js';
 import { register as evaluate } from './commands/eval.js';
 import { register as generate } from './commands/generate.js';
 import { register as inspect } from './commands/inspect.js';
+import { register as launch } from './commands/launch.js';
 import { register as train } from './commands/train.js';
 import { describeFailure, exitCodeOf } from './failures.js';
 
@@ -24,7 +25,7 @@ const program = new Command('r1v')
   .exitOverride()
   .configureOutput({ outputError: (message, write) => write(`r1v: ${message.replace(/^error: /, '')}`) });
 
-for (const register of [train, evaluate, generate, inspect, devices, bench, demo]) register(program);
+for (const register of [train, launch, evaluate, generate, inspect, devices, bench, demo]) register(program);
 
 try {
   await program.parseAsync();

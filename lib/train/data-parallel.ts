@@ -205,3 +205,8 @@ export async function mainFirst<T>(dp: DataParallel | undefined, work: (isMain: 
   if (seen.message !== undefined) throw new R1VError(seen.code ?? 'IO', `rank 0: ${seen.message}`);
   return work(false);
 }
+
+/** The device of a rank: with several ranks, a bare 'cuda' is the GPU of the rank's local rank. */
+export function rankDevice(device: string, comm: Collectives | undefined): string {
+  return comm && comm.worldSize > 1 && device === 'cuda' ? `cuda:${comm.localRank}` : device;
+}

@@ -24,7 +24,7 @@ import type { RewardFn } from '../rewards/index.js';
 import { criticalTokenIds } from '../rl/index.js';
 import { CheckpointStore, type CheckpointInfo } from './checkpoints.js';
 import { parseTrainConfig, type TrainConfig, type TrainConfigInput } from './config.js';
-import { DataParallel, mainFirst, type Collectives } from './data-parallel.js';
+import { DataParallel, mainFirst, rankDevice, type Collectives } from './data-parallel.js';
 import { evaluateRows, evaluationMetrics } from './evaluate.js';
 import { formatStep, MetricsLog, type StepMetrics } from './metrics.js';
 import { openStage, type StageContext } from './stage.js';
@@ -346,11 +346,6 @@ async function modelDirectory(dir: string): Promise<string> {
 
 function parallelOf(o: { communicator?: Collectives | undefined }): DataParallel | undefined {
   return o.communicator && o.communicator.worldSize > 1 ? new DataParallel(o.communicator) : undefined;
-}
-
-/** The device of this rank: a bare 'cuda' becomes the GPU of the local rank. */
-function rankDevice(device: string, communicator: Collectives | undefined): string {
-  return communicator && communicator.worldSize > 1 && device === 'cuda' ? `cuda:${communicator.localRank}` : device;
 }
 
 function storeOptions(config: TrainConfig) {

@@ -7,16 +7,22 @@
 // Ctrl-C: the first SIGINT aborts the trainer's signal, so it finishes or drops the current step
 // and writes a final checkpoint; the command then exits with 130. A second Ctrl-C exits at once
 // (130); the checkpoint protocol never leaves a partial checkpoint under a step name.
+//
+// --distributed: this process is one rank of an mpirun job (docs/distributed.md). Rank 0 shows
+// the progress and the summary; SIGUSR1 (forwarded by mpirun to every rank) stops cleanly; a
+// failure on any rank ends the whole job (MPI_Abort) rather than leaving the others waiting.
 import path from 'node:path';
 
 import type { Command } from 'commander';
 
 import { Engine } from '../../core/engine.js';
+import { Communicator } from '../../ops/collectives.js';
 import { loadTrainConfig, type TrainConfig } from '../../train/config.js';
 import type { StepMetrics } from '../../train/metrics.js';
-import { createProgress, type Progress } from '../../train/progress.js';
+import { rankDevice } from '../../train/data-parallel.js';
+import { createProgress, noProgress } from '../../train/progress.js';
 import type { Trainer, TrainSummary } from '../../train/trainer.js';
-import { EXIT, InputError, loadingInput } from '../failures.js';
+import { EXIT, exitCodeOf, InputError, loadingInput, oneLine } from '../failures.js';
 import { interruptOnSigint } from '../interrupt.js';
 import { deviceOption } from '../options.js';
 
@@ -24,6 +30,7 @@ interface TrainOptions {
   resume?: string;
   device?: string;
   out?: string;
+  distributed?: boolean;
 }
 
 export function register(program: Command): void {
@@ -34,12 +41,14 @@ export function register(program: Command): void {
     .option('--resume <runDir>', "continue the run in runDir from its latest checkpoint, with the run's own config.json")
     .addOption(deviceOption("device (default: the config's)"))
     .option('--out <runDir>', 'run directory of a new run (overrides run.dir of the config)')
+    .option('--distributed', 'run as one rank of an mpirun job: mpirun -np N r1v train <config> --distributed (docs/distributed.md)')
     .addHelpText('after', [
       '',
       'Examples:',
       '  r1v train grpo.yaml                 start a run in the config\'s run.dir',
       '  r1v train grpo.yaml --out runs/a    start it in runs/a',
       '  r1v train --resume runs/a           continue runs/a from its latest checkpoint',
+      '  mpirun -np 4 r1v train grpo.yaml --distributed   4 data-parallel ranks (r1v launch builds the command)',
       '',
       'Ctrl-C stops after the current step and writes a final checkpoint (exit code 130);',
       'a second Ctrl-C quits at once.',
@@ -50,7 +59,9 @@ export function register(program: Command): void {
 /** The trainer module, loaded on use: the rewards behind it take seconds to import (mathjs). */
 const trainerModule = () => import('../../train/trainer.js');
 
-async function openTrainer(configFile: string | undefined, o: TrainOptions, run: { signal: AbortSignal; log: (line: string) => void; logSteps: boolean }): Promise<{ trainer: Trainer; engine?: Engine }> {
+interface RunOptions { signal: AbortSignal; log: (line: string) => void; logSteps: boolean; communicator?: Communicator }
+
+async function openTrainer(configFile: string | undefined, o: TrainOptions, run: RunOptions): Promise<{ trainer: Trainer; engine?: Engine }> {
   if (configFile !== undefined && o.resume !== undefined) throw new InputError(`give a training config or --resume <runDir>, not both (${configFile}, --resume ${o.resume})`);
   if (configFile === undefined && o.resume === undefined) throw new InputError('give a training config (r1v train <config>) or --resume <runDir>');
   if (o.resume !== undefined && o.out !== undefined) throw new InputError('--out names the directory of a new run; a resumed run stays in its own');
@@ -66,7 +77,7 @@ async function openTrainer(configFile: string | undefined, o: TrainOptions, run:
   if (o.device === undefined) return { trainer: await Trainer.resume(runDir, run) };
   // The recorded config must stay as it is (resume checks its hash): the device comes as an engine.
   const { seed } = await loadTrainConfig(path.join(runDir, 'config.json'));
-  const engine = Engine.create({ device: o.device as 'auto', seed });
+  const engine = Engine.create({ device: rankDevice(o.device, run.communicator) as 'auto', seed });
   try {
     return { trainer: await Trainer.resume(runDir, { ...run, engine }), engine };
   } catch (error) {
@@ -95,11 +106,15 @@ function printSummary(trainer: Trainer, summary: TrainSummary): void {
 }
 
 async function train(configFile: string | undefined, o: TrainOptions): Promise<void> {
-  const progress = createProgress(process.stderr);
-  const interrupt = interruptOnSigint(progress);
+  const communicator = o.distributed ? Communicator.world() : undefined;
+  const isMain = (communicator?.rank ?? 0) === 0;
+  // the other ranks print only their own events (prefixed with their rank by the trainer)
+  const progress = isMain ? createProgress(process.stderr) : { ...noProgress, log: (line: string) => console.error(line) };
+  const interrupt = interruptOnSigint(progress, undefined, communicator && communicator.worldSize > 1 ? ['SIGINT', 'SIGUSR1'] : ['SIGINT']);
   try {
     const { trainer, engine } = await loadingInput(() => openTrainer(configFile, o, {
       signal: interrupt.signal, log: (line) => progress.log(line), logSteps: process.stderr.isTTY !== true,
+      ...(communicator ? { communicator } : {}),
     }));
     try {
       let stage = trainer.state.stage;
@@ -117,15 +132,19 @@ async function train(configFile: string | undefined, o: TrainOptions): Promise<v
         },
       });
       progress.end();
-      printSummary(trainer, summary);
+      if (isMain) printSummary(trainer, summary);
       if (summary.stopped && trainer.state.stage < trainer.config.stages.length) {
-        console.error(`r1v: stopped at step ${summary.steps}; continue with: r1v train --resume ${summary.runDir}`);
+        if (isMain) console.error(`r1v: stopped at step ${summary.steps}; continue with: r1v train --resume ${summary.runDir}`);
         process.exitCode = EXIT.interrupted;
       }
     } finally {
       trainer.dispose();
       engine?.dispose();
     }
+  } catch (error) {
+    // one rank failing would leave the others waiting in a collective until their timeout
+    if (communicator && communicator.worldSize > 1) communicator.abort(`r1v train: ${oneLine((error as Error)?.message ?? String(error))}`, exitCodeOf(error));
+    throw error;
   } finally {
     progress.end();
     interrupt.dispose();
