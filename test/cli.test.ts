@@ -13,6 +13,7 @@ import {
   type DatasetRow,
 } from '../lib/index.js';
 import { cliWorkspace, type CliWorkspace } from './fixtures/cli-workspace.js';
+import { mpirunAvailable } from './fixtures/mpi.js';
 import { relativeError, rng } from './helpers.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -236,6 +237,21 @@ describe('r1v command line', function () {
     assert.deepEqual(vlm.parameters.byPart, parts);
     assert.equal(vlm.parameters.total, stored.names().reduce((n, name) => n + stored.entry(name).shape.reduce((a, d) => a * d, 1), 0));
     assert.deepEqual([vlm.manifest, vlm.trainerState, vlm.runDir], [null, null, null]);
+  });
+
+  it('launch prints the mpirun command of a data-parallel run; --run runs it (2 ranks, when Open MPI is here)', async function () {
+    const printed = await r1v(['launch', '-n', '3', '--hostfile', 'hosts', ws.files.short]);
+    assert.equal(printed.code, 0, printed.stderr);
+    assert.match(printed.stdout.trim(), new RegExp(`^mpirun -np 3 --hostfile hosts .*\\S+ \\S*lib/cli/main\\.ts train ${ws.files.short.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} --distributed$`));
+    assertBadInput(await r1v(['launch', '-n', 'two', ws.files.short]), /--ranks must be an integer ≥ 1, got 'two'/);
+    assertBadInput(await r1v(['launch', '-n', '2']), /give a training config or --resume/);
+    if (!mpirunAvailable()) return this.skip();
+    const dir = join(ws.dir, 'runs', 'launched');
+    const ran = await r1v(['launch', '-n', '2', '--mpirun-args', '--oversubscribe --bind-to none', '--out', dir, '--run', ws.files.short]);
+    assert.equal(ran.code, 0, ran.stderr);
+    assert.deepEqual(await metricSteps(dir), range(1, ws.shortSteps));
+    assert.equal(await latestStep(dir), ws.shortSteps);
+    assert.equal((ran.stdout.match(/^run directory: /gm) ?? []).length, 1, 'only rank 0 prints the summary');
   });
 
   it('bad input: exit code 2 and one line naming the problem, no stack trace', async () => {

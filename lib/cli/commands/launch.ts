@@ -3,7 +3,7 @@
 // code is the command's). A thin wrapper over Open MPI's own launcher: r1v has no rendezvous of
 // its own, and the printed line is what to adapt for a cluster's scheduler.
 import { spawn, spawnSync } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
+import path from 'node:path';
 
 import type { Command } from 'commander';
 
@@ -14,6 +14,7 @@ interface LaunchOptions {
   hostfile?: string;
   resume?: string;
   device?: string;
+  out?: string;
   mpirunArgs?: string;
   run?: boolean;
 }
@@ -27,6 +28,7 @@ export function register(program: Command): void {
     .option('--hostfile <file>', "Open MPI hostfile: the nodes and their slots (several nodes)")
     .option('--resume <runDir>', 'continue the run in runDir')
     .option('--device <device>', "every rank's device: cpu, or cuda (each rank takes the GPU of its local rank)")
+    .option('--out <runDir>', 'run directory of a new run (overrides run.dir of the config)')
     .option('--mpirun-args <args>', "more arguments for mpirun, e.g. '-x NCCL_SOCKET_IFNAME=eth0'")
     .option('--run', 'run the command instead of printing it')
     .addHelpText('after', [
@@ -43,13 +45,15 @@ export function launchCommand(config: string | undefined, o: LaunchOptions): str
   const n = Number(o.n);
   if (!Number.isInteger(n) || n < 1) throw new InputError(`--ranks must be an integer ≥ 1, got '${o.n}'`);
   if ((config === undefined) === (o.resume === undefined)) throw new InputError('give a training config or --resume <runDir> (one of them)');
-  const cli = fileURLToPath(new URL('../main.js', import.meta.url));
+  // the same r1v entry point as this command's, started the same way
+  const cli = path.resolve(process.argv[1]!);
   const mpirun = ['mpirun', '-np', String(n)];
   if (o.hostfile !== undefined) mpirun.push('--hostfile', o.hostfile);
   if (process.getuid?.() === 0) mpirun.push('--allow-run-as-root');
   if (o.mpirunArgs !== undefined) mpirun.push(...o.mpirunArgs.split(/\s+/).filter(Boolean));
   const train = [process.execPath, ...process.execArgv, cli, 'train', ...(config !== undefined ? [config] : ['--resume', o.resume!]), '--distributed'];
   if (o.device !== undefined) train.push('--device', o.device);
+  if (o.out !== undefined) train.push('--out', o.out);
   return [...mpirun, ...train];
 }
 
