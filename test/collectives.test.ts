@@ -2,7 +2,7 @@
 // argument errors); under mpirun, 2-rank jobs running test/fixtures/collectives-rank.ts (values
 // against float64 references built from every rank's seeded draws, a stalled rank, a killed
 // rank). The mpirun cases are pending, saying why, when mpirun is not on PATH or the addon in use
-// has no MPI backend beside it (the node-gyp build).
+// has no MPI backend beside it (the node-gyp build); with R1V_REQUIRE_MPI=1 (CI) that is a failure.
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -160,6 +160,9 @@ function mpirunJob(mode: string, seed: number): Promise<JobResult> {
 describe('collectives under mpirun (2 ranks)', function () {
   this.timeout(90000);
   const why = whyNoMpi();
+  if (why && process.env.R1V_REQUIRE_MPI === '1') {
+    it('R1V_REQUIRE_MPI=1: the mpirun tests can run', () => assert.fail(why));
+  }
   const next = rng('collectives-mpirun');
   const seed = () => Math.floor(next() * 2 ** 31);
 
