@@ -3,7 +3,7 @@
     {
       "target_name": "r1v",
       "sources": [
-        "<!@(node -e \"const fs=require('fs');const dirs=['native/core','native/ops','native/kernels/cpu','bindings'];console.log(dirs.flatMap(d=>fs.readdirSync(d).filter(f=>f.endsWith('.cpp')&&f!=='cuda_allocator.cpp').map(f=>d+'/'+f)).join(' '))\")"
+        "<!@(node -e \"const fs=require('fs');const dirs=['native/core','native/ops','native/kernels/cpu','native/collectives','bindings'];console.log(dirs.flatMap(d=>fs.readdirSync(d).filter(f=>f.endsWith('.cpp')&&f!=='cuda_allocator.cpp'&&f!=='nccl.cpp').map(f=>d+'/'+f)).join(' '))\")"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")"

@@ -140,6 +140,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   register_patchify_ops(env, exports);
   register_rows_ops(env, exports);
   register_sampling_ops(env, exports);
+  register_collectives_ops(env, exports);
   exports.Set("measureCpuPeakGflops", Napi::Function::New(env, measure_cpu_peak, "measureCpuPeakGflops"));
   return exports;
 }

@@ -21,6 +21,7 @@ void register_norms_ops(Napi::Env env, Napi::Object exports);        // op_norms
 void register_patchify_ops(Napi::Env env, Napi::Object exports);     // op_patchify.cpp
 void register_rows_ops(Napi::Env env, Napi::Object exports);         // op_rows.cpp
 void register_sampling_ops(Napi::Env env, Napi::Object exports);     // op_sampling.cpp
+void register_collectives_ops(Napi::Env env, Napi::Object exports);  // op_collectives.cpp
 
 // A tensor option (a TensorHandle), or nullopt when absent/undefined.
 std::optional<Tensor> read_tensor_option(const std::optional<Napi::Object>& options, const char* key, const char* fn);

@@ -3,6 +3,7 @@ export { devices, buildInfo, type DeviceInfo, type CpuDeviceInfo, type CudaDevic
 export { Engine, type EngineOptions, type MemoryStats, type CpuGemmBackend } from './core/engine.js';
 export { Tensor, type DType, type FloatDType, type HostArray } from './core/tensor.js';
 export * as ops from './ops/index.js';
+export { Communicator, type CommunicatorOptions, type ReduceOp } from './ops/collectives.js';
 export {
   SafetensorsFile, writeSafetensors, type SafetensorsDType, type SafetensorsTensor, type SafetensorsData,
   type SafetensorsEntry, type SafetensorsSource, type SafetensorsWriteTensor,

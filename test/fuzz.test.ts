@@ -64,7 +64,9 @@ describe('bad-argument fuzzing of the native entry points', () => {
         'linearTokenStats', 'linearTokenStatsBackward', 'rope', 'ropeBackward', 'swiglu', 'swigluBackward', 'gelu', 'geluBackward', 'embedding',
         'embeddingBackward', 'rmsNorm', 'rmsNormBackward', 'layerNorm', 'layerNormBackward', 'sumOfSquares',
         'adamwStep', 'patchify', 'unpatchify', 'reshape', 'add', 'scale', 'scaleChannels', 'scaleChannelsBackward',
-        'sumRows', 'gatherRows', 'scatterAddRows', 'scatterRows', 'writeRows', 'cast', 'copy'] as const).map((op) => ({
+        'sumRows', 'gatherRows', 'scatterAddRows', 'scatterRows', 'writeRows', 'cast', 'copy', 'commWorld', 'commAllReduce',
+        'commBroadcast', 'commAllGather', 'commReduceScatter', 'commAllReduceValues', 'commAllGatherBytes',
+        'commBroadcastBytes', 'commBarrier', 'commAbort'] as const).map((op) => ({
         name: op,
         call: (args: unknown[]) => (addon[op] as (...a: unknown[]) => unknown)(...args),
       })),

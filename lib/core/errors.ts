@@ -8,10 +8,12 @@ export type R1VErrorCode =
   | 'OOM'
   | 'CUDA'
   | 'IO'
-  | 'CONFIG';
+  | 'CONFIG'
+  /** A collective failed or timed out (lib/ops/collectives.ts), or the collectives backend is missing. */
+  | 'DISTRIBUTED';
 
 const CODES: ReadonlySet<string> = new Set<R1VErrorCode>([
-  'ARGUMENT', 'SHAPE', 'DTYPE', 'DEVICE', 'DISPOSED', 'OOM', 'CUDA', 'IO', 'CONFIG',
+  'ARGUMENT', 'SHAPE', 'DTYPE', 'DEVICE', 'DISPOSED', 'OOM', 'CUDA', 'IO', 'CONFIG', 'DISTRIBUTED',
 ]);
 
 /** Every error r1v raises, from TypeScript or from the native core, is an R1VError. */

@@ -114,6 +114,17 @@ export interface NativeSampleTokensOptions {
   bannedTokenIds?: Int32Array | number[];
 }
 
+export interface NativeCommunicatorInfo {
+  rank: number;
+  worldSize: number;
+  localRank: number;
+  localSize: number;
+  backend: 'mpi' | 'single';
+  timeoutMs: number;
+}
+
+export type NativeReduceOp = 'sum' | 'max' | 'min';
+
 export interface NativeAddon {
   EngineHandle: new (device: string, seed: number) => NativeEngine;
   TensorHandle: abstract new (...args: never[]) => NativeTensor;
@@ -182,6 +193,16 @@ export interface NativeAddon {
   cast(x: NativeTensor, dtype: NativeDType): NativeTensor;
   copy(x: NativeTensor): NativeTensor;
   measureCpuPeakGflops(seconds: number): number;
+  commWorld(options?: { timeoutMs?: number }): NativeCommunicatorInfo;
+  commAllReduce(tensors: NativeTensor[], op: NativeReduceOp): void;
+  commBroadcast(tensors: NativeTensor[], root: number): void;
+  commAllGather(x: NativeTensor): NativeTensor;
+  commReduceScatter(x: NativeTensor, op: NativeReduceOp): NativeTensor;
+  commAllReduceValues(values: Float64Array, op: NativeReduceOp): Promise<Float64Array>;
+  commAllGatherBytes(bytes: Uint8Array): Promise<Uint8Array[]>;
+  commBroadcastBytes(bytes: Uint8Array | undefined, root: number): Promise<Uint8Array>;
+  commBarrier(): Promise<void>;
+  commAbort(message: string, exitCode: number): void;
 }
 
 const packageRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');

@@ -8,7 +8,7 @@
 
 namespace r1v {
 
-enum class ErrorCode { Argument, Shape, DType, Device, Disposed, OOM, Cuda, IO, Config };
+enum class ErrorCode { Argument, Shape, DType, Device, Disposed, OOM, Cuda, IO, Config, Distributed };
 
 inline const char* error_code_name(ErrorCode code) {
   switch (code) {
@@ -30,6 +30,8 @@ inline const char* error_code_name(ErrorCode code) {
       return "IO";
     case ErrorCode::Config:
       return "CONFIG";
+    case ErrorCode::Distributed:
+      return "DISTRIBUTED";
   }
   return "ARGUMENT";
 }

@@ -152,8 +152,8 @@ Tensor Tensor::empty(const std::shared_ptr<Context>& ctx, const Shape& shape, DT
   return t;
 }
 
-void enqueue_op(const std::shared_ptr<Context>& ctx, std::vector<Tensor> inputs, std::vector<Tensor> outputs,
-                std::function<void()> work) {
+void enqueue_op_seeing_errors(const std::shared_ptr<Context>& ctx, std::vector<Tensor> inputs,
+                              std::vector<Tensor> outputs, std::function<void(const WorkErrorPtr&)> work) {
   // The stream outlives the work it runs (its tensors hold the context that owns it).
   Stream* stream = &ctx->stream();
   stream->enqueue([stream, inputs = std::move(inputs), outputs = std::move(outputs), work = std::move(work)] {
@@ -161,17 +161,23 @@ void enqueue_op(const std::shared_ptr<Context>& ctx, std::vector<Tensor> inputs,
     for (const Tensor& t : inputs) {
       if ((error = t.error())) break;
     }
-    if (!error) {
-      try {
-        work();
-      } catch (...) {
-        error = std::make_shared<WorkError>(std::current_exception());
-      }
+    try {
+      work(error);
+    } catch (...) {
+      error = std::make_shared<WorkError>(std::current_exception());
     }
     if (!error) return;
     for (const Tensor& t : outputs) t.set_error(error);
     stream->keep_error(error);
   });
+}
+
+void enqueue_op(const std::shared_ptr<Context>& ctx, std::vector<Tensor> inputs, std::vector<Tensor> outputs,
+                std::function<void()> work) {
+  enqueue_op_seeing_errors(ctx, std::move(inputs), std::move(outputs),
+                           [work = std::move(work)](const WorkErrorPtr& input_error) {
+                             if (!input_error) work();
+                           });
 }
 
 Tensor Tensor::reshaped(const Shape& shape) const {

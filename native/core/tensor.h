@@ -149,6 +149,12 @@ class Tensor {
 void enqueue_op(const std::shared_ptr<Context>& ctx, std::vector<Tensor> inputs, std::vector<Tensor> outputs,
                 std::function<void()> work);
 
+// enqueue_op for work that must run even when an input carries an error (a collective: every
+// process has to take part, or its peers wait). work receives the first input error (null when
+// none); when it returns normally with one, the outputs are still marked with it.
+void enqueue_op_seeing_errors(const std::shared_ptr<Context>& ctx, std::vector<Tensor> inputs,
+                              std::vector<Tensor> outputs, std::function<void(const WorkErrorPtr&)> work);
+
 // Host ↔ tensor copies. from_host converts `count` host values (f32, f64 or i32, as
 // given by host_type) to the tensor's dtype; the tensor is ready when this returns
 // (CPU) or once the stream reaches the copy (CUDA).
