@@ -54,6 +54,8 @@ export { CheckpointStore, checkpointDirName, latestCheckpointDir, type Checkpoin
 export { rollout, score, perToken, advantages, informativeGroups, overlongPenalty, klRewardPenalty, type RolloutOptions, type RolloutResult } from './train/steps.js';
 export { policyUpdate, criticUpdate, sftUpdate, microBatchShare, type UpdateResult, type PolicyUpdateOptions, type CriticUpdateOptions } from './train/update.js';
 export { sftStep, rlStep, stepSeed, type StepContext } from './train/step.js';
+export { DataParallel, mainFirst, rankDevice, type Collectives } from './train/data-parallel.js';
+export type { ParallelUpdate } from './train/update.js';
 export { packSequences, responseOffsets, rowPrompt, microBatches, type Sequence, type RolloutSample } from './train/samples.js';
 export { evaluateRows, type EvaluateOptions, type Evaluation } from './train/evaluate.js';
 export { MetricsLog, readMetrics, rolloutMetrics, formatStep, type StepMetrics } from './train/metrics.js';

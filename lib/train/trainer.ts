@@ -245,7 +245,7 @@ export class Trainer {
     }
     if (stopped && this.#stage && this.state.stageStep > 0 && this.state.history.at(-1)?.step !== this.state.step) await this.#checkpoint();
     // the other ranks see the checkpoints rank 0 wrote
-    const store = this.#dp && !this.#dp.isMain ? await mainFirst(this.#dp, () => CheckpointStore.open(this.runDir, storeOptions(this.config))) : this.store;
+    const store = await mainFirst(this.#dp, async (isMain) => (isMain ? this.store : CheckpointStore.open(this.runDir, storeOptions(this.config))));
     return { steps: this.state.step, stopped, checkpoints: store.list(), best: store.best(), runDir: this.runDir };
   }
 
