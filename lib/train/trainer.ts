@@ -219,7 +219,10 @@ export class Trainer {
       while (this.state.stageStep < c.steps && !(stopped = await this.#stopRequested())) {
         const started = performance.now();
         const m = await this.#step(stage);
-        if (m === undefined) break;  // stopped during the step: it is discarded
+        if (m === undefined) {  // stopped during the step (one process: the signal reaches the step): it is discarded
+          stopped = true;
+          break;
+        }
         this.state.step += 1;
         this.state.stageStep += 1;
         this.state.cursor = stage.sampler.cursor;
