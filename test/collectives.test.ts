@@ -96,6 +96,7 @@ describe('collectives in a single process', () => {
     } finally {
       other.dispose();
     }
+    expectR1VError(() => comm.allReduce([t, ops.reshape(t, [2, 2])]), 'ARGUMENT', /tensors\[0\] and tensors\[1\] are the same memory/);
     expectR1VError(() => comm.broadcast([t], { root: 1 }), 'ARGUMENT', /broadcast: root must be an integer ≥ 0 ≤ 0, got 1/);
     expectR1VError(() => comm.broadcast([t], {} as never), 'ARGUMENT', /root must be/);
     expectR1VError(() => comm.allGather(e.tensor([5], [])), 'SHAPE', /allGather: x must have at least one dimension/);
