@@ -179,6 +179,7 @@ describe('collectives under mpirun (2 ranks)', function () {
     assert.notEqual(job.code, 0, job.output);
     assert.match(job.output, /rank 0 caught: DISTRIBUTED: allReduce on rank 0 of 2 \(256 f32 elements\) timed out after 1500 ms/);
     assert.match(job.output, /rank 0 then: DISTRIBUTED: allReduceValues on rank 0: the communicator is broken/);
+    assert.match(job.output, /rank 0 at once: DISTRIBUTED: allGather on rank 0: the communicator is broken by an earlier failure: allReduce/);
     assert.match(job.output, /\[r1v rank 0\/2\] giving up: a peer stalled/);
     assert.ok(job.seconds < 15, `the job took ${job.seconds} s`);
   });
