@@ -5,7 +5,8 @@
 // has no MPI backend beside it (the node-gyp build); with R1V_REQUIRE_MPI=1 (CI) that is a failure.
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -96,6 +97,7 @@ describe('collectives in a single process', () => {
     } finally {
       other.dispose();
     }
+    expectR1VError(() => comm.allReduce([t, ops.reshape(t, [2, 2])]), 'ARGUMENT', /tensors\[0\] and tensors\[1\] are the same memory/);
     expectR1VError(() => comm.broadcast([t], { root: 1 }), 'ARGUMENT', /broadcast: root must be an integer ≥ 0 ≤ 0, got 1/);
     expectR1VError(() => comm.broadcast([t], {} as never), 'ARGUMENT', /root must be/);
     expectR1VError(() => comm.allGather(e.tensor([5], [])), 'SHAPE', /allGather: x must have at least one dimension/);
@@ -129,7 +131,7 @@ function whyNoMpi(): string | undefined {
 interface JobResult { code: number | null; signal: NodeJS.Signals | null; output: string; seconds: number }
 
 /** Runs `mpirun -np 2 node --import tsx collectives-rank.ts` in the given mode. */
-function mpirunJob(mode: string, seed: number): Promise<JobResult> {
+function mpirunJob(mode: string, seed: number, env: Record<string, string> = {}): Promise<JobResult> {
   const started = Date.now();
   return new Promise((resolve, reject) => {
     const child = spawn('mpirun', ['--allow-run-as-root', '--oversubscribe', '-np', '2', process.execPath, '--import', 'tsx', rankScript], {
@@ -142,6 +144,7 @@ function mpirunJob(mode: string, seed: number): Promise<JobResult> {
         OMPI_MCA_btl_vader_single_copy_mechanism: 'none',
         OMPI_MCA_rmaps_base_oversubscribe: '1',
         R1V_NUM_THREADS: '1',
+        ...env,
       },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -174,11 +177,15 @@ describe('collectives under mpirun (2 ranks)', function () {
   });
 
   (why ? it.skip : it)(`a stalled rank times the other out; abort() ends the job${why ? ` — pending: ${why}` : ''}`, async () => {
-    const job = await mpirunJob('stall', seed());
-    assert.notEqual(job.code, 0, job.output);
-    assert.match(job.output, /rank 0 caught: DISTRIBUTED: allReduce on rank 0 of 2 \(256 f32 elements\) timed out after 1500 ms/);
-    assert.match(job.output, /rank 0 then: DISTRIBUTED: allReduceValues on rank 0: the communicator is broken/);
+    const report = join(mkdtempSync(join(tmpdir(), 'r1v-coll-')), 'rank0.txt');
+    const job = await mpirunJob('stall', seed(), { R1V_COLL_REPORT: report });
+    assert.equal(job.code, 3, job.output);  // abort()'s exit code
+    assert.match(job.output, /MPI_ABORT was invoked on rank 0/);
     assert.match(job.output, /\[r1v rank 0\/2\] giving up: a peer stalled/);
+    const seen = readFileSync(report, 'utf8');
+    assert.match(seen, /rank 0 caught: DISTRIBUTED: allReduce on rank 0 of 2 \(256 f32 elements\) timed out after 1500 ms/);
+    assert.match(seen, /rank 0 then: DISTRIBUTED: allReduceValues on rank 0: the communicator is broken/);
+    assert.match(seen, /rank 0 at once: DISTRIBUTED: allGather on rank 0: the communicator is broken by an earlier failure: allReduce/);
     assert.ok(job.seconds < 15, `the job took ${job.seconds} s`);
   });
 

@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <mutex>
 #include <set>
+#include <thread>
 
 #include "collective_run.h"
 #include "mpi_library.h"
@@ -137,6 +138,9 @@ void Communicator::abort(const std::string& message, int exit_code) {
   if (info_.backend == CommBackend::Single) fail(ErrorCode::Distributed, "abort (single process): ", message);
   std::fprintf(stderr, "[r1v rank %d/%d] %s\n", info_.rank, info_.size, message.c_str());
   std::fflush(stderr);
+  // The launcher forwards this process's output through a pipe; give it a moment to read the
+  // message before the job is killed (it may otherwise drop what it had not read yet).
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
   mpi().abort(exit_code);
   std::_Exit(exit_code);  // MPI_Abort does not return; should it, the process still ends
 }

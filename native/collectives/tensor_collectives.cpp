@@ -22,6 +22,11 @@ void check_list(const char* fn, const std::vector<Tensor>& tensors) {
     std::string name = concat("tensors[", i, "]");
     check_live(fn, tensors[i], name.c_str());
     check_same_engine(fn, tensors[i], name.c_str(), tensors[0], "tensors[0]");
+    for (size_t j = 0; j < i; ++j) {
+      if (tensors[j].data() == tensors[i].data())
+        fail(ErrorCode::Argument, fn, ": tensors[", j, "] and tensors[", i, "] are the same memory (each in-place ",
+             "tensor may appear once)");
+    }
   }
 }
 
