@@ -13,7 +13,7 @@ import {
   type DatasetRow,
 } from '../lib/index.js';
 import { cliWorkspace, type CliWorkspace } from './fixtures/cli-workspace.js';
-import { mpirunAvailable } from './fixtures/mpi.js';
+import { whyNoMpi } from './fixtures/mpi.js';
 import { relativeError, rng } from './helpers.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -245,7 +245,7 @@ describe('r1v command line', function () {
     assert.match(printed.stdout.trim(), new RegExp(`^mpirun -np 3 --hostfile hosts .*\\S+ \\S*lib/cli/main\\.ts train ${ws.files.short.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} --distributed$`));
     assertBadInput(await r1v(['launch', '-n', 'two', ws.files.short]), /--ranks must be an integer ≥ 1, got 'two'/);
     assertBadInput(await r1v(['launch', '-n', '2']), /give a training config or --resume/);
-    if (!mpirunAvailable()) return this.skip();
+    if (whyNoMpi()) return this.skip();
     const dir = join(ws.dir, 'runs', 'launched');
     const ran = await r1v(['launch', '-n', '2', '--mpirun-args', '--oversubscribe --bind-to none', '--out', dir, '--run', ws.files.short]);
     assert.equal(ran.code, 0, ran.stderr);

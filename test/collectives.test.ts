@@ -10,9 +10,9 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { addonCandidates } from '../lib/core/native.js';
 import { Communicator, Engine, ops } from '../lib/index.js';
-import { expectR1VError, expectR1VRejection, randomArray, rng } from './helpers.js';
+import { runJob, whyNoMpi, type JobResult } from './fixtures/mpi.js';
+import { cudaAvailable, expectR1VError, expectR1VRejection, randomArray, rng } from './helpers.js';
 
 const rankScript = join(dirname(fileURLToPath(import.meta.url)), 'fixtures', 'collectives-rank.ts');
 
@@ -119,45 +119,9 @@ describe('collectives in a single process', () => {
 
 // ---------------------------------------------------------------- under mpirun
 
-function whyNoMpi(): string | undefined {
-  if (spawnSync('mpirun', ['--version'], { stdio: 'ignore' }).status !== 0) return 'mpirun is not on PATH (install openmpi-bin)';
-  const addon = addonCandidates().find((p) => existsSync(p));
-  if (!addon) return 'no addon built';
-  const library = process.env.R1V_MPI_LIBRARY ?? join(dirname(addon), 'libr1v_mpi.so');
-  if (!existsSync(library)) return `the addon in use has no MPI backend (${library} missing: a build without MPI, or the node-gyp build)`;
-  return undefined;
-}
-
-interface JobResult { code: number | null; signal: NodeJS.Signals | null; output: string; seconds: number }
-
 /** Runs `mpirun -np 2 node --import tsx collectives-rank.ts` in the given mode. */
 function mpirunJob(mode: string, seed: number, env: Record<string, string> = {}): Promise<JobResult> {
-  const started = Date.now();
-  return new Promise((resolve, reject) => {
-    const child = spawn('mpirun', ['--allow-run-as-root', '--oversubscribe', '-np', '2', process.execPath, '--import', 'tsx', rankScript], {
-      env: {
-        ...process.env,
-        R1V_COLL_MODE: mode,
-        R1V_COLL_SEED: String(seed),
-        OMPI_ALLOW_RUN_AS_ROOT: '1',
-        OMPI_ALLOW_RUN_AS_ROOT_CONFIRM: '1',
-        OMPI_MCA_btl_vader_single_copy_mechanism: 'none',
-        OMPI_MCA_rmaps_base_oversubscribe: '1',
-        R1V_NUM_THREADS: '1',
-        ...env,
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let output = '';
-    child.stdout.on('data', (d: Buffer) => (output += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (output += d.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 60000);
-    child.on('error', reject);
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, output, seconds: (Date.now() - started) / 1000 });
-    });
-  });
+  return runJob(2, rankScript, { R1V_COLL_MODE: mode, R1V_COLL_SEED: String(seed), ...env }, { timeoutMs: 60_000 });
 }
 
 describe('collectives under mpirun (2 ranks)', function () {
@@ -195,5 +159,23 @@ describe('collectives under mpirun (2 ranks)', function () {
     assert.match(job.output, /rank 1/);
     assert.doesNotMatch(job.output, /rank 0: all collectives ok/);
     assert.ok(job.seconds < 15, `the job took ${job.seconds} s`);
+  });
+});
+
+describe('collectives on CUDA through NCCL (mpirun -np 1) @cuda', function () {
+  this.timeout(300_000);
+  before(function () {
+    if (!cudaAvailable() || whyNoMpi()) this.skip();
+  });
+
+  it('every collective matches the float64 reference on a CUDA engine; all-reduce bandwidth', async () => {
+    const job = await runJob(1, rankScript, { R1V_COLL_MODE: 'check', R1V_COLL_DEVICE: 'cuda', R1V_COLL_SEED: String(Date.now() % 2 ** 31) }, { mpirun: true, timeoutMs: 240_000 });
+    assert.equal(job.code, 0, job.output);
+    assert.match(job.output, /rank 0: all collectives ok/);
+    const bandwidth = await runJob(1, rankScript, { R1V_COLL_MODE: 'bandwidth', R1V_COLL_DEVICE: 'cuda' }, { mpirun: true, timeoutMs: 240_000 });
+    assert.equal(bandwidth.code, 0, bandwidth.output);
+    const table = bandwidth.output.split('\n').filter((l) => l.startsWith('|'));
+    assert.ok(table.length >= 3, bandwidth.output);
+    console.log(table.map((l) => `      ${l}`).join('\n'));
   });
 });
