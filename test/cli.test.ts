@@ -245,7 +245,9 @@ describe('r1v command line', function () {
     assert.match(printed.stdout.trim(), new RegExp(`^mpirun -np 3 --hostfile hosts .*\\S+ \\S*lib/cli/main\\.ts train ${ws.files.short.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} --distributed$`));
     assertBadInput(await r1v(['launch', '-n', 'two', ws.files.short]), /--ranks must be an integer ≥ 1, got 'two'/);
     assertBadInput(await r1v(['launch', '-n', '2']), /give a training config or --resume/);
-    if (whyNoMpi()) return this.skip();
+    const why = whyNoMpi();
+    if (why && process.env.R1V_REQUIRE_MPI === '1') assert.fail(`R1V_REQUIRE_MPI=1: ${why}`);
+    if (why) return this.skip();
     const dir = join(ws.dir, 'runs', 'launched');
     const ran = await r1v(['launch', '-n', '2', '--mpirun-args', '--oversubscribe --bind-to none', '--out', dir, '--run', ws.files.short]);
     assert.equal(ran.code, 0, ran.stderr);
