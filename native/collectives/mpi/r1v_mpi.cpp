@@ -4,9 +4,11 @@
 // Threads: MPI_Init_thread asks for MPI_THREAD_MULTIPLE and accepts MPI_THREAD_SERIALIZED or
 // better: the addon calls this library from one thread at a time (its collectives run in one
 // process-wide order, see communicator.h), so SERIALIZED is all that is used.
-// Waiting: each collective is started non-blocking and polled with MPI_Test (which also drives
-// Open MPI's progress for libnbc collectives): a few hundred tight polls, then sleeps growing to
-// 1 ms, until the request completes or the deadline passes.
+// Waiting: each collective is started non-blocking and polled with MPI_Test, which also drives
+// Open MPI's progress (a large message moves a fragment or a round per call): polled back to back
+// (yielding the core) for its first second, so a transfer is never held up by sleeping between
+// its fragments, then with sleeps growing to 1 ms (a peer that is late: a checkpoint, a stall),
+// until the request completes or the deadline passes.
 // Exit: MPI_Finalize runs at process exit (atexit, registered after MPI_Init), unless a collective
 // timed out (a peer is stalled: MPI_Finalize would wait for it) or abort() was called.
 #define OMPI_SKIP_MPICXX 1
@@ -47,7 +49,8 @@ int report(char* err, size_t err_size, int status, const char* what, int code) {
 // Polls request until it completes (R1V_MPI_OK) or deadline_ns passes (R1V_MPI_TIMEOUT).
 int wait(MPI_Request* request, int64_t deadline_ns, const char* what, char* err, size_t err_size) {
   int done = 0;
-  for (int polls = 0;; ++polls) {
+  const int64_t spin_until = now_ns() + 1000000000;  // 1 s
+  for (int sleeps = 0;;) {
     int code = MPI_Test(request, &done, MPI_STATUS_IGNORE);
     if (code != MPI_SUCCESS) return report(err, err_size, R1V_MPI_FAILED, what, code);
     if (done) return R1V_MPI_OK;
@@ -56,7 +59,8 @@ int wait(MPI_Request* request, int64_t deadline_ns, const char* what, char* err,
       std::snprintf(err, err_size, "%s did not complete before its deadline", what);
       return R1V_MPI_TIMEOUT;
     }
-    if (polls > 256) std::this_thread::sleep_for(std::chrono::microseconds(std::min(1000, 4 * (polls - 256))));
+    if (now_ns() < spin_until) std::this_thread::yield();
+    else std::this_thread::sleep_for(std::chrono::microseconds(std::min(1000, 4 * ++sleeps)));
   }
 }
 
