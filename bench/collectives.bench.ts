@@ -1,7 +1,8 @@
 // All-reduce bandwidth of the collectives (lib/ops/collectives.ts) between the ranks of an mpirun
-// job: MPI on CPU tensors, NCCL on CUDA tensors. Beside each size, the same bytes copied once on
-// the same device (host memcpy, or a device-to-device copy) in the same run: the local limit a
-// ring all-reduce's per-rank traffic (2(W − 1)/W of the bytes in, as many out) is held against.
+// job: MPI on CPU tensors, NCCL on CUDA tensors. Beside each size, ops.copy of the same bytes on
+// the same device in the same run (a new output each call, so small sizes pay its allocation):
+// the local limit a ring all-reduce's per-rank traffic (2(W − 1)/W of the bytes in, as many out)
+// is held against.
 //   npm run bench:collectives                     CPU, 2 ranks (the script starts mpirun itself)
 //   npm run bench:collectives -- --device cuda    one rank per GPU (R1V_BENCH_RANKS, default: all GPUs)
 //   npm run bench:collectives -- --save           also writes bench/results/collectives-<machine>-<date>.{json,md}
