@@ -4,6 +4,8 @@ import type { NativeTensor } from './native.js';
 
 export type DType = 'f32' | 'bf16' | 'f16' | 'i32';
 export type FloatDType = Exclude<DType, 'i32'>;
+/** Bytes per element of each dtype. */
+export const DTYPE_BYTES: Readonly<Record<DType, number>> = { f32: 4, bf16: 2, f16: 2, i32: 4 };
 /** What reading a tensor back gives: i32 → Int32Array, any float dtype → Float32Array. */
 export type HostArray<D extends DType> = D extends 'i32' ? Int32Array : Float32Array;
 

@@ -10,7 +10,7 @@
 import type { Engine } from '../core/engine.js';
 import { R1VError } from '../core/errors.js';
 import { Fence } from '../core/fence.js';
-import type { Tensor } from '../core/tensor.js';
+import { DTYPE_BYTES, type Tensor } from '../core/tensor.js';
 import type { Batch } from '../data/batch.js';
 import * as ops from '../ops/index.js';
 import { planBatch } from './batch-plan.js';
@@ -38,7 +38,7 @@ export class KvCache implements Disposable {
     }
     this.layers = made;
     this.used = new Int32Array(slots);
-    this.bytes = 2 * layers * slots * maxLen * kvHeads * headDim * (dtype === 'f32' ? 4 : 2);
+    this.bytes = 2 * layers * slots * maxLen * kvHeads * headDim * DTYPE_BYTES[dtype];
   }
 
   dispose(): void {

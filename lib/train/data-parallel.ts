@@ -18,7 +18,7 @@
 // The collectives are a structural interface: Communicator (lib/ops/collectives.ts, MPI for CPU
 // tensors and NCCL for CUDA tensors) is one.
 import { R1VError, type R1VErrorCode } from '../core/errors.js';
-import type { Tensor } from '../core/tensor.js';
+import { DTYPE_BYTES, type Tensor } from '../core/tensor.js';
 import type { DatasetRow } from '../data/dataset.js';
 import type { VisionLanguageModel } from '../model/model.js';
 import type { RolloutSample } from './samples.js';
@@ -39,8 +39,6 @@ export interface Collectives {
 
 /** Gradients summed per call to allReduce: about this many bytes of tensors at a time. */
 const BUCKET_BYTES = 32 << 20;
-
-const BYTES: Record<string, number> = { f32: 4, bf16: 2, f16: 2, i32: 4 };
 
 type ArrayField = 'responseIds' | 'logprobs' | 'entropy' | 'values' | 'refLogprobs' | 'returns';
 const ARRAY_FIELDS: readonly ArrayField[] = ['responseIds', 'logprobs', 'entropy', 'values', 'refLogprobs', 'returns'];
@@ -137,7 +135,7 @@ export class DataParallel {
         }
       }
     });
-    return all.map((s, i) => ({ s, i })).sort((a, b) => a.s.group - b.s.group || a.i - b.i).map(({ s }) => s);
+    return all.sort((a, b) => a.group - b.group);  // Array.prototype.sort is stable
   }
 
   /**
@@ -154,7 +152,7 @@ export class DataParallel {
     let bucket: Tensor[] = [], bytes = 0;
     for (const p of reduced) {
       bucket.push(p.grad!);
-      bytes += p.grad!.numel * (BYTES[p.grad!.dtype] ?? 4);
+      bytes += p.grad!.numel * DTYPE_BYTES[p.grad!.dtype];
       if (bytes >= BUCKET_BYTES) {
         this.comm.allReduce(bucket, { op: 'sum' });
         bucket = [];

@@ -140,11 +140,15 @@ export async function rlStep(ctx: StepContext): Promise<Record<string, number> |
     samples.push(...drawn.filter((s) => keep.has(s.group)));
     if (new Set(samples.map((s) => s.group)).size >= c.batch.prompts || draws > c.dynamicSampling.maxDraws) break;
   }
-  if (ctx.dp) [skippedRows, generated, rewardFailures] = await ctx.dp.sum([skippedRows, generated, rewardFailures]) as [number, number, number];
   const metrics = rolloutMetrics(samples, ctx.criticalIds);
   if (c.dynamicSampling.enabled) {
     const keep = [...new Set(samples.map((s) => s.group))].slice(0, c.batch.prompts);
     samples = samples.filter((s) => keep.includes(s.group));
+  }
+  const own = ctx.dp ? samples.filter((s) => owned.has(s.group)) : samples;
+  let trained = own.reduce((n, s) => n + s.promptIds.length + s.responseIds.length, 0);
+  if (ctx.dp) {
+    [skippedRows, generated, rewardFailures, trained] = await ctx.dp.sum([skippedRows, generated, rewardFailures, trained]) as [number, number, number, number];
   }
   const base = {
     ...metrics, skipped_rows: skippedRows, reward_failures: rewardFailures, draws, generated_tokens: generated,
@@ -154,7 +158,6 @@ export async function rlStep(ctx: StepContext): Promise<Record<string, number> |
   // ---- what the update compares against
   const started = performance.now();
   const forward = { microBatchTokens: c.batch.microBatchTokens, temperature: c.rollout.temperature };
-  const own = ctx.dp ? samples.filter((s) => owned.has(s.group)) : samples;
   if (a.kl?.mode === 'reward' || (a.kl && (a.ppoEpochs > 1 || a.miniBatches > 1))) {
     const ref = await perToken(st.reference!, own, 'logprobs', forward);
     own.forEach((s, i) => (s.refLogprobs = ref[i]));
@@ -205,8 +208,6 @@ export async function rlStep(ctx: StepContext): Promise<Record<string, number> |
   }
   const time = performance.now() - started;
   const averaged = Object.fromEntries([...sums].map(([k, v]) => [k, v / updates]));
-  let trained = own.reduce((n, s) => n + s.promptIds.length + s.responseIds.length, 0);
-  if (ctx.dp) [trained] = await ctx.dp.sum([trained]) as [number];
   return {
     ...base, ...averaged, skipped: skipped > 0 ? 1 : 0, updates, time_update_ms: time,
     tokens_per_second: (generated + trained) / ((times.rollout + times.reward + time) / 1000),

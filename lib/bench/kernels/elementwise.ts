@@ -1,10 +1,9 @@
 // rope / swiglu / embedding benchmarks. All are memory bound: reported in GB/s of the bytes
 // each call must move (inputs read once, outputs written once).
-import type { FloatDType } from '../../core/tensor.js';
+import { DTYPE_BYTES, type FloatDType } from '../../core/tensor.js';
 import * as ops from '../../ops/index.js';
 import type { BenchContext } from '../common.js';
 
-const BYTES: Record<FloatDType, number> = { f32: 4, bf16: 2, f16: 2 };
 
 async function benchRope(ctx: BenchContext, t: number, h: number, d: number, dtype: FloatDType): Promise<void> {
   const e = ctx.engine;
@@ -16,7 +15,7 @@ async function benchRope(ctx: BenchContext, t: number, h: number, d: number, dty
     await e.synchronize();
     y.dispose();
   });
-  ctx.record({ op: 'rope', dtype, shape, ms, bytes: 2 * t * h * d * BYTES[dtype], note: 'bytes: x read + y written' });
+  ctx.record({ op: 'rope', dtype, shape, ms, bytes: 2 * t * h * d * DTYPE_BYTES[dtype], note: 'bytes: x read + y written' });
 }
 
 async function benchSwiglu(ctx: BenchContext, n: number, f: number, dtype: FloatDType): Promise<void> {
@@ -25,7 +24,7 @@ async function benchSwiglu(ctx: BenchContext, n: number, f: number, dtype: Float
   using up = e.randn([n, f], { dtype });
   using dy = e.randn([n, f], { dtype });
   const shape = `N=${n} F=${f}`;
-  const size = n * f * BYTES[dtype];
+  const size = n * f * DTYPE_BYTES[dtype];
   const fwd = await ctx.time(`swiglu ${dtype} ${shape}`, async () => {
     const y = ops.swiglu(gate, up);
     await e.synchronize();
@@ -52,14 +51,14 @@ async function benchEmbedding(ctx: BenchContext, t: number, v: number, h: number
     await e.synchronize();
     out.dispose();
   });
-  ctx.record({ op: 'embedding', dtype, shape, ms: fwd, bytes: 2 * t * h * BYTES[dtype], note: 'bytes: rows read + written' });
+  ctx.record({ op: 'embedding', dtype, shape, ms: fwd, bytes: 2 * t * h * DTYPE_BYTES[dtype], note: 'bytes: rows read + written' });
   const bwd = await ctx.time(`embeddingBackward ${dtype} ${shape}`, async () => {
     const d = ops.embeddingBackward(ids, dy, v);
     await e.synchronize();
     d.dispose();
   });
   ctx.record({
-    op: 'embeddingBackward', dtype, shape, ms: bwd, bytes: (t * h + v * h) * BYTES[dtype],
+    op: 'embeddingBackward', dtype, shape, ms: bwd, bytes: (t * h + v * h) * DTYPE_BYTES[dtype],
     note: 'bytes: dY read + dTable written (zeroing included)',
   });
 }

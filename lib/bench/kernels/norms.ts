@@ -1,10 +1,9 @@
 // rmsNorm / layerNorm benchmarks: memory bound, reported in GB/s of the minimal traffic
 // (forward: x read, y written; backward: x and dY read, dx written).
-import type { FloatDType } from '../../core/tensor.js';
+import { DTYPE_BYTES, type FloatDType } from '../../core/tensor.js';
 import * as ops from '../../ops/index.js';
 import type { BenchContext } from '../common.js';
 
-const BYTES: Record<FloatDType, number> = { f32: 4, bf16: 2, f16: 2 };
 
 async function benchNorms(ctx: BenchContext, n: number, d: number, dtype: FloatDType): Promise<void> {
   const e = ctx.engine;
@@ -13,7 +12,7 @@ async function benchNorms(ctx: BenchContext, n: number, d: number, dtype: FloatD
   using bias = e.randn([d], { dtype });
   using dY = e.randn([n, d], { dtype });
   const shape = `N=${n} D=${d}`;
-  const tensorBytes = n * d * BYTES[dtype];
+  const tensorBytes = n * d * DTYPE_BYTES[dtype];
   const rms = ops.rmsNorm(x, weight);
   const ln = ops.layerNorm(x, weight, bias);
   await e.synchronize();

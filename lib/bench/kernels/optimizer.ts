@@ -4,7 +4,7 @@
 // layers (bf16 params with f32 master on CUDA); the CPU's reduced set: 1 layer in f32.
 // bytes: adamwStep reads grad, m, v and the weights and writes m, v, weights (and param
 // beside a master); sumOfSquares reads every gradient once.
-import type { FloatDType, Tensor } from '../../core/tensor.js';
+import { DTYPE_BYTES, type FloatDType, type Tensor } from '../../core/tensor.js';
 import * as ops from '../../ops/index.js';
 import type { AdamWGroup } from '../../ops/optimizer.js';
 import type { BenchContext } from '../common.js';
@@ -38,7 +38,7 @@ export async function run(ctx: BenchContext): Promise<void> {
     }
   }
   const numel = groups.reduce((s, g) => s + g.param.numel, 0);
-  const size = dtype === 'f32' ? 4 : 2;
+  const size = DTYPE_BYTES[dtype];
   const shape = `Qwen2.5-0.5B ${layers} layer(s): ${groups.length} tensors, ${(numel / 1e6).toFixed(1)}M params`;
 
   const sumMs = await ctx.time(`sumOfSquares ${shape}`, async () => {

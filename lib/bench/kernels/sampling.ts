@@ -1,11 +1,10 @@
 // sampleTokens benchmark: N ∈ {1, 16, 64} rows of V = 151674 logits, reported as GB/s of
 // logits (read once) against the copy bandwidth, with rows/s in the note.
-import type { FloatDType } from '../../core/tensor.js';
+import { DTYPE_BYTES, type FloatDType } from '../../core/tensor.js';
 import * as ops from '../../ops/index.js';
 import type { BenchContext } from '../common.js';
 
 const VOCAB = 151_674;
-const BYTES: Record<FloatDType, number> = { f32: 4, bf16: 2, f16: 2 };
 
 interface Setting {
   name: string;
@@ -39,7 +38,7 @@ async function benchSampling(ctx: BenchContext, n: number, dtype: FloatDType, s:
     r.entropy.dispose();
   });
   ctx.record({
-    op: 'sampleTokens', dtype, shape, ms, bytes: n * VOCAB * BYTES[dtype],
+    op: 'sampleTokens', dtype, shape, ms, bytes: n * VOCAB * DTYPE_BYTES[dtype],
     note: `${((n / ms) * 1000).toFixed(0)} rows/s; bytes: logits read once`,
   });
 }

@@ -1,12 +1,11 @@
 // tokenStats / linearTokenStats benchmarks. tokenStats is memory bound (GB/s of logits read,
 // plus dLogits written for the backward); linearTokenStats is GEMM bound (TFLOP/s of its
 // products) and is reported with its peak extra memory against the N·V·4 bytes of f32 logits.
-import type { FloatDType } from '../../core/tensor.js';
+import { DTYPE_BYTES, type FloatDType } from '../../core/tensor.js';
 import * as ops from '../../ops/index.js';
 import type { BenchContext } from '../common.js';
 
 const VOCAB = 151_674;
-const BYTES: Record<FloatDType, number> = { f32: 4, bf16: 2, f16: 2 };
 
 function targetsFor(ctx: BenchContext, n: number, v: number) {
   const ids = new Int32Array(n);
@@ -21,7 +20,7 @@ async function benchTokenStats(ctx: BenchContext, n: number, v: number, dtype: F
   using dl = e.randn([n]);
   using de = e.randn([n]);
   const shape = `N=${n} V=${v}`;
-  const logitsBytes = n * v * BYTES[dtype];
+  const logitsBytes = n * v * DTYPE_BYTES[dtype];
   const fwd = await ctx.time(`tokenStats ${dtype} ${shape}`, async () => {
     const r = ops.tokenStats(logits, targets);
     await e.synchronize();

@@ -10,7 +10,7 @@ import type { Command } from 'commander';
 import { InputError } from '../failures.js';
 
 interface LaunchOptions {
-  n: string;
+  ranks: string;
   hostfile?: string;
   resume?: string;
   device?: string;
@@ -37,13 +37,13 @@ export function register(program: Command): void {
       '  r1v launch -n 4 grpo.yaml                       print the command for 4 ranks on this node',
       '  r1v launch -n 16 --hostfile hosts --device cuda grpo.yaml --run',
     ].join('\n'))
-    .action((config: string | undefined, o: Omit<LaunchOptions, 'n'> & { ranks: string }) => launch(config, { ...o, n: o.ranks }));
+    .action((config: string | undefined, o: LaunchOptions) => launch(config, o));
 }
 
 /** The mpirun command line (argv) for the options. */
 export function launchCommand(config: string | undefined, o: LaunchOptions): string[] {
-  const n = Number(o.n);
-  if (!Number.isInteger(n) || n < 1) throw new InputError(`--ranks must be an integer ≥ 1, got '${o.n}'`);
+  const n = Number(o.ranks);
+  if (!Number.isInteger(n) || n < 1) throw new InputError(`--ranks must be an integer ≥ 1, got '${o.ranks}'`);
   if ((config === undefined) === (o.resume === undefined)) throw new InputError('give a training config or --resume <runDir> (one of them)');
   // the same r1v entry point as this command's, started the same way
   const cli = path.resolve(process.argv[1]!);
