@@ -69,6 +69,19 @@ export function relativeError(x: ArrayLike<number>, ref: ArrayLike<number>): num
   return Math.sqrt(diff / norm);
 }
 
+/**
+ * ‖x − ref‖ / max(‖ref‖, ‖scale‖) (non-finite x fails): the error of a result whose terms can
+ * cancel, measured against the size of those terms (`scale`, e.g. Σ|term| per element of a sum)
+ * rather than against the result, which may be near zero however accurate the arithmetic.
+ */
+export function scaledError(x: ArrayLike<number>, ref: ArrayLike<number>, scale: ArrayLike<number>): number {
+  const norm = (a: ArrayLike<number>) => Math.sqrt(Array.from(a).reduce((s, v) => s + v * v, 0));
+  const err = relativeError(x, ref);
+  if (!Number.isFinite(err)) return err;
+  const diff = Math.sqrt(Array.from(x).reduce((s, v, i) => s + (v - ref[i]!) ** 2, 0));
+  return diff / Math.max(norm(ref), norm(scale), Number.MIN_VALUE);
+}
+
 /** Asserts fn throws an R1VError with the code (and, if given, a message matching pattern). */
 export function expectR1VError(fn: () => unknown, code: R1VErrorCode, pattern?: RegExp): R1VError {
   try {

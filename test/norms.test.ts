@@ -3,7 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
 import { Engine, ops, type Tensor } from '../lib/index.js';
-import { expectR1VError, forEachDevice, randomArray, relativeError, rng } from './helpers.js';
+import { expectR1VError, forEachDevice, randomArray, relativeError, rng, scaledError } from './helpers.js';
 import { centralDifferenceAlong } from './reference/diff.js';
 import { normBackwardReference, normReference } from './reference/layers.js';
 import { dot } from './reference/math.js';
@@ -29,20 +29,19 @@ function randomInputs(shape: number[], next: () => number): Inputs {
 
 const f64 = async (t: Tensor) => Float64Array.from(await t.toArray());
 
-// ‖x − ref‖ / max(‖ref‖, ‖scale‖) (NaN fails). dx is a difference of terms of size rstd·dY·weight
-// that cancel almost exactly when D is tiny (D = 1: exactly, for LayerNorm), so its f32 error is
-// relative to that size, not to ‖dx‖.
-function scaledError(x: ArrayLike<number>, ref: ArrayLike<number>, scale: ArrayLike<number>): number {
-  const norm = (a: ArrayLike<number>) => Math.sqrt(Array.from(a).reduce((s, v) => s + v * v, 0));
-  const err = relativeError(x, ref);
-  if (!Number.isFinite(err)) return err;
-  const diff = Math.sqrt(Array.from(x).reduce((s, v, i) => s + (v - ref[i]!) ** 2, 0));
-  return diff / Math.max(norm(ref), norm(scale), Number.MIN_VALUE);
-}
-
 // rstd[row]·dY·weight, the size of the terms dx is made of.
 function dxScale(dY: ArrayLike<number>, w: ArrayLike<number>, rstd: ArrayLike<number>, d: number): Float64Array {
   return Float64Array.from(dY, (v, i) => v * w[i % d]! * rstd[Math.floor(i / d)]!);
+}
+
+// dx is a difference of terms of size rstd·dY·weight that cancel almost exactly when D is tiny
+// (D = 1: exactly, for LayerNorm), so its error is relative to that size (scaledError), not to ‖dx‖.
+// dWeight and dBias are sums over rows whose terms can cancel too (D = 1: x̂ = ±1, so
+// dWeight = Σ ±dY): their error is relative to Σ|term| per column.
+function columnAbsSum(terms: (i: number) => number, n: number, d: number): Float64Array {
+  const out = new Float64Array(d);
+  for (let i = 0; i < n; i++) out[i % d] += Math.abs(terms(i));
+  return out;
 }
 
 forEachDevice('norms', { seed: 11 }, ({ device, dtypes, it }) => {
@@ -85,11 +84,18 @@ forEachDevice('norms', { seed: 11 }, ({ device, dtypes, it }) => {
             const ref = normReference(xv, wv, centred ? bv : null, d, epsValue);
             const gref = normBackwardReference(xv, wv, centred, d, epsValue, dyv);
             const what = `${JSON.stringify(shape)} eps=${epsValue}`;
-            const scale = dxScale(dyv, wv, ref.rstd, d);
+            const rowOf = (i: number) => Math.floor(i / d);
+            const mean = (i: number) => (centred ? ref.mean[rowOf(i)]! : 0);
+            const scales: Record<string, Float64Array> = {
+              dx: dxScale(dyv, wv, ref.rstd, d),
+              dWeight: columnAbsSum((i) => dyv[i]! * (xv[i]! - mean(i)) * ref.rstd[rowOf(i)]!, xv.length, d),
+              dBias: columnAbsSum((i) => dyv[i]!, xv.length, d),
+            };
             const check = async (name: string, t: Tensor, expected: Float64Array, expectedShape: number[], tolerance = tol) => {
               assert.deepEqual(t.shape, expectedShape, `${what} ${name} shape`);
               const got = await t.toArray();
-              const err = name === 'dx' ? scaledError(got, expected, scale) : relativeError(got, expected);
+              const scale = scales[name];
+              const err = scale ? scaledError(got, expected, scale) : relativeError(got, expected);
               assert.ok(err <= tolerance, `${what} ${name}: rel err ${err}`);
             };
             const options = eps === undefined ? undefined : { eps };
