@@ -40,7 +40,7 @@ function dxScale(dY: ArrayLike<number>, w: ArrayLike<number>, rstd: ArrayLike<nu
 // dWeight = Σ ±dY): their error is relative to Σ|term| per column.
 function columnAbsSum(terms: (i: number) => number, n: number, d: number): Float64Array {
   const out = new Float64Array(d);
-  for (let i = 0; i < n; i++) out[i % d] += Math.abs(terms(i));
+  for (let i = 0; i < n; i++) out[i % d] = out[i % d]! + Math.abs(terms(i));
   return out;
 }
 
