@@ -129,6 +129,22 @@ Napi::Value comm_all_reduce(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+Napi::Value comm_all_reduce_start(const Napi::CallbackInfo& info) {
+  expect_count(info, 2, 2, "allReduceStart");
+  uint64_t id = world().all_reduce_start(read_tensors(info[0], "allReduceStart"), read_op(info[1], "allReduceStart"));
+  return Napi::Number::New(info.Env(), static_cast<double>(id));
+}
+
+Napi::Value comm_wait(const Napi::CallbackInfo& info) {
+  expect_count(info, 1, 1, "wait");
+  if (!info[0].IsNumber()) fail(ErrorCode::Argument, "wait: id must be a number");
+  double id = info[0].As<Napi::Number>().DoubleValue();
+  if (!(id >= 1 && id <= 9007199254740991.0) || id != static_cast<double>(static_cast<uint64_t>(id)))
+    fail(ErrorCode::Argument, "wait: id must be a positive integer, got ", id);
+  world().wait(static_cast<uint64_t>(id));
+  return info.Env().Undefined();
+}
+
 Napi::Value comm_broadcast(const Napi::CallbackInfo& info) {
   expect_count(info, 2, 2, "broadcast");
   world().broadcast(read_tensors(info[0], "broadcast"), read_rank(info[1], "broadcast: root"));
@@ -216,6 +232,8 @@ Napi::Value comm_abort(const Napi::CallbackInfo& info) {
 void register_collectives_ops(Napi::Env env, Napi::Object exports) {
   export_op<comm_world>(env, exports, "commWorld");
   export_op<comm_all_reduce>(env, exports, "commAllReduce");
+  export_op<comm_all_reduce_start>(env, exports, "commAllReduceStart");
+  export_op<comm_wait>(env, exports, "commWait");
   export_op<comm_broadcast>(env, exports, "commBroadcast");
   export_op<comm_all_gather>(env, exports, "commAllGather");
   export_op<comm_reduce_scatter>(env, exports, "commReduceScatter");

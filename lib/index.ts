@@ -3,7 +3,7 @@ export { devices, buildInfo, type DeviceInfo, type CpuDeviceInfo, type CudaDevic
 export { Engine, type EngineOptions, type MemoryStats, type CpuGemmBackend } from './core/engine.js';
 export { Tensor, type DType, type FloatDType, type HostArray } from './core/tensor.js';
 export * as ops from './ops/index.js';
-export { Communicator, type CommunicatorOptions, type ReduceOp } from './ops/collectives.js';
+export { Communicator, type CommunicatorOptions, type ReduceOp, type StartedCollective } from './ops/collectives.js';
 export {
   SafetensorsFile, writeSafetensors, type SafetensorsDType, type SafetensorsTensor, type SafetensorsData,
   type SafetensorsEntry, type SafetensorsSource, type SafetensorsWriteTensor,
@@ -27,7 +27,7 @@ export { IGNORE_INDEX, packBatch, responseTargets, type Batch, type PackSequence
 export { Dataset, type DatasetRow, type SkippedRow } from './data/dataset.js';
 export { smallTokenizerFiles, writeSmallTokenizer, CHATML_TEMPLATE, type SmallTokenizerOptions, type SmallTokenizerFiles } from './data/small-tokenizer.js';
 export {
-  VisionLanguageModel, ForwardResult, type ForwardOptions, type TokenStatsResult, type BackwardInput,
+  VisionLanguageModel, ForwardResult, type ForwardOptions, type TokenStatsResult, type BackwardInput, type BackwardOptions,
   type ModelOptions, type CreateOptions, type LoadOptions, type SaveOptions, type TrainableSelection,
 } from './model/model.js';
 export { AdamW, type AdamWOptions, type LoadStateOptions, type StepOptions, type StepResult } from './optim/adamw.js';
@@ -54,7 +54,8 @@ export { CheckpointStore, checkpointDirName, latestCheckpointDir, type Checkpoin
 export { rollout, score, perToken, advantages, informativeGroups, overlongPenalty, klRewardPenalty, type RolloutOptions, type RolloutResult } from './train/steps.js';
 export { policyUpdate, criticUpdate, sftUpdate, microBatchShare, type UpdateResult, type PolicyUpdateOptions, type CriticUpdateOptions } from './train/update.js';
 export { sftStep, rlStep, stepSeed, type StepContext } from './train/step.js';
-export { DataParallel, mainFirst, rankDevice, type Collectives } from './train/data-parallel.js';
+export { DataParallel, mainFirst, rankDevice, type Collectives, type DataParallelOptions } from './train/data-parallel.js';
+export { GradientBuckets } from './train/gradient-buckets.js';
 export type { ParallelUpdate } from './train/update.js';
 export { packSequences, responseOffsets, rowPrompt, microBatches, type Sequence, type RolloutSample } from './train/samples.js';
 export { evaluateRows, type EvaluateOptions, type Evaluation } from './train/evaluate.js';

@@ -58,6 +58,22 @@ describe('collectives in a single process', () => {
     assert.deepEqual(await scattered.toArray(), x);
   });
 
+  it('a started all-reduce is the identity, ends where it is waited for, and is waited for once', async () => {
+    const comm = Communicator.world();
+    const x = randomArray(500, rng('collectives-start'));
+    const doubled = ops.scale(e.tensor(x, [500]), 2);
+    const started = comm.allReduceStart([doubled]);
+    const other = ops.scale(e.tensor(x, [500]), 5);
+    started.wait();
+    const after = ops.scale(doubled, 3);
+    assert.deepEqual(Array.from(await after.toArray()), Array.from(x, (v) => Math.fround(Math.fround(2 * v) * 3)));
+    assert.deepEqual(Array.from(await other.toArray()), Array.from(x, (v) => Math.fround(5 * v)));
+    expectR1VError(() => started.wait(), 'ARGUMENT', /already waited/);
+    expectR1VError(() => comm.allReduceStart([]), 'ARGUMENT', /at least one tensor/);
+    expectR1VError(() => comm.allReduceStart([e.tensor(x, [500], { dtype: 'bf16' })]), 'DTYPE', /f32 or i32/);
+    expectR1VError(() => comm.allReduceStart([doubled], { op: 'mean' as never }), 'ARGUMENT', /op/);
+  });
+
   it('an input carrying an error passes it to the outputs', async () => {
     const comm = Communicator.world();
     const bad = ops.gatherRows(e.tensor(randomArray(8, rng('collectives-bad')), [4, 2]), e.tensor(Int32Array.of(0, 9), [2]));

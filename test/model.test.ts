@@ -10,35 +10,8 @@ import {
 import { cudaAvailable, expectR1VError, expectR1VRejection, randomArray, relativeError, rng } from './helpers.js';
 import { centralDifference } from './reference/diff.js';
 import { referenceForward, type Params } from './reference/vlm.js';
+import { IMG, makeBatch, quiet, scoredCount, tinyConfig, type Json } from './fixtures/tiny-vlm.js';
 
-type Json = Record<string, unknown>;
-const IMG = 61;  // <IMG_CONTEXT> id of the tiny configs
-
-/** A tiny InternVL config: 28-px tiles of 7-px patches (16 patches → 4 image tokens per tile). */
-function tinyConfig(variant: { visionNorm?: 'layer_norm' | 'rms_norm'; qkNorm?: boolean; tied?: boolean } = {}): Json {
-  return {
-    model_type: 'internvl_chat',
-    downsample_ratio: 0.5,
-    ps_version: 'v2',
-    select_layer: -1,
-    force_image_size: 28,
-    template: 'internvl2_5',
-    img_context_token_id: IMG,
-    vision_config: {
-      model_type: 'intern_vit_6b', hidden_size: 16, intermediate_size: 24, num_attention_heads: 2,
-      num_hidden_layers: 2, image_size: 28, patch_size: 7, num_channels: 3,
-      norm_type: variant.visionNorm ?? 'layer_norm', layer_norm_eps: 1e-6,
-      qk_normalization: variant.qkNorm ?? true, qkv_bias: true, hidden_act: 'gelu', initializer_factor: 0.5,
-    },
-    llm_config: {
-      model_type: 'qwen2', vocab_size: 64, hidden_size: 16, intermediate_size: 40, num_hidden_layers: 2,
-      num_attention_heads: 2, num_key_value_heads: 1, max_position_embeddings: 256, rope_theta: 10000,
-      rms_norm_eps: 1e-6, tie_word_embeddings: variant.tied ?? false, hidden_act: 'silu',
-    },
-  };
-}
-
-const quiet = { warn: () => undefined };
 
 /** Three random elements of a parameter's gradient against central differences of the float64 loss. */
 function assertMatchesFiniteDifferences(grad: Float32Array, params: Params, name: string, loss: (p: Params) => number, next: () => number): void {
@@ -72,37 +45,6 @@ function randomize(m: VisionLanguageModel, next: () => number): Params {
 }
 
 /** Two sequences: one with `tiles` images (tokens per tile from the config) and a text-only one. */
-function makeBatch(cfg: ModelConfig, next: () => number, tiles = 2): Batch {
-  const perTile = cfg.connector!.tokensPerTile, v = cfg.vision!;
-  // No token repeats its predecessor: a sequence opening "a a" cannot be told from "a" by a
-  // model without absolute positions (RoPE leaves values alone), so it could not be memorised.
-  const text = (n: number) => {
-    const out: number[] = [];
-    while (out.length < n) {
-      const t = Math.floor(next() * 60);
-      if (t !== out[out.length - 1]) out.push(t);
-    }
-    return out;
-  };
-  const seq0 = [...text(3), ...new Array<number>(tiles * perTile).fill(IMG), ...text(5)];
-  // Different first tokens: identical prefixes with different continuations could not be memorised.
-  const seq1 = text(7);
-  if (seq1[0] === seq0[0]) seq1[0] = (seq0[0]! + 1) % 60;
-  const inputIds = Int32Array.from([...seq0, ...seq1]);
-  const targets = new Int32Array(inputIds.length).fill(-100);
-  for (const [start, len] of [[0, seq0.length], [seq0.length, seq1.length]] as const) {
-    for (let t = start; t < start + len - 1; t++) if (inputIds[t + 1] !== IMG && inputIds[t] !== IMG) targets[t] = inputIds[t + 1]!;
-  }
-  targets[seq0.length - 2] = -100;  // an unscored answer position too
-  const pixelValues = new Float32Array(tiles * 3 * v.imageSize * v.imageSize);
-  for (let i = 0; i < pixelValues.length; i++) pixelValues[i] = 2 * (next() * 2 - 1);
-  return { inputIds, targets, cuSeqlens: Int32Array.from([0, seq0.length, inputIds.length]), pixelValues };
-}
-
-function scoredCount(b: Batch): number {
-  return b.targets.reduce((a, t) => a + (t === -100 ? 0 : 1), 0);
-}
-
 async function tmpDir(label: string): Promise<string> {
   return fsp.mkdtemp(path.join(os.tmpdir(), `r1v-${label}-`));
 }

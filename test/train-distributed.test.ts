@@ -1,6 +1,7 @@
 // Data-parallel training under Open MPI on the CPU (2 ranks):
-// - one update (test/fixtures/data-parallel-update.ts): the gradients summed over 2 ranks equal
-//   those of one process on the same global batch, to 1e-6 relative per parameter;
+// - one update (test/fixtures/data-parallel-update.ts): the gradients summed over 2 ranks, in
+//   buckets overlapped with backward, equal those of one process on the same global batch, to
+//   1e-6 relative per parameter;
 // - a run of 2 SFT + 3 GRPO steps (test/fixtures/data-parallel-train.ts): the same metrics step
 //   by step as one process, and the same parameters up to float rounding. AdamW divides each
 //   gradient by its own running RMS, so a parameter whose gradient is nearly zero (the attention
@@ -83,6 +84,11 @@ describe('train: data parallel under mpirun (2 ranks, CPU)', function () {
     assert.equal(one.code, 0, one.output);
     assert.equal(two.code, 0, two.output);
     assert.deepEqual(two.lines.map((l) => l.own as number).sort(), [12, 12], 'each rank trained on 3 of the 6 groups');
+    // 4 KiB buckets: the gradients travelled in several all-reduces, most started during backward
+    for (const l of two.lines) {
+      const b = l.buckets as { buckets: number; startedDuringBackward: number };
+      assert.ok(b.buckets >= 4 && b.startedDuringBackward >= b.buckets / 2, `rank ${String(l.rank)}: ${JSON.stringify(b)}`);
+    }
     type Grads = { grads: Record<string, number[]>; samples: number; rewards: number[] };
     const [g1, g2] = [JSON.parse(await readFile(join(runs, 'grads-1.json'), 'utf8')) as Grads, JSON.parse(await readFile(join(runs, 'grads-2.json'), 'utf8')) as Grads];
     assert.equal(g2.samples, 24);
@@ -94,7 +100,9 @@ describe('train: data parallel under mpirun (2 ranks, CPU)', function () {
       const r = relativeError(g2.grads[k]!, g);
       if (r > worst) [worst, name] = [r, k];
     }
-    console.log(`      summed gradients, 2 ranks vs 1 process: worst relative difference ${worst.toExponential(2)} (${name})`);
+    const b0 = two.lines.find((l) => l.rank === 0)!.buckets as { buckets: number; startedDuringBackward: number };
+    console.log(`      summed gradients, 2 ranks vs 1 process: worst relative difference ${worst.toExponential(2)} (${name}); ` +
+      `rank 0 started ${b0.startedDuringBackward} of its ${b0.buckets} buckets during backward`);
     assert.ok(worst <= 1e-6, `${name} differs by ${worst} (relative)`);
   });
   after(async () => {

@@ -195,6 +195,8 @@ export interface NativeAddon {
   measureCpuPeakGflops(seconds: number): number;
   commWorld(options?: { timeoutMs?: number }): NativeCommunicatorInfo;
   commAllReduce(tensors: NativeTensor[], op: NativeReduceOp): void;
+  commAllReduceStart(tensors: NativeTensor[], op: NativeReduceOp): number;
+  commWait(id: number): void;
   commBroadcast(tensors: NativeTensor[], root: number): void;
   commAllGather(x: NativeTensor): NativeTensor;
   commReduceScatter(x: NativeTensor, op: NativeReduceOp): NativeTensor;

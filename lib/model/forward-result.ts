@@ -4,6 +4,7 @@
 import { R1VError } from '../core/errors.js';
 import * as is from '../core/validate.js';
 import type { ForwardRun } from './forward-run.js';
+import type { Parameter } from './parameters.js';
 
 /** Per scored position, in order: log p(target) and the entropy of softmax(logits / T). */
 export interface TokenStatsResult {
@@ -20,6 +21,17 @@ export interface BackwardInput {
   dLogprobs?: Float32Array;
   dEntropy?: Float32Array;
   dValues?: Float32Array;
+}
+
+/** How backward reports its progress. */
+export interface BackwardOptions {
+  /**
+   * Called on the JavaScript thread, as backward queues its work, with parameters whose
+   * gradients this backward has finished: work queued from now on sees their final values (an
+   * overlapped gradient all-reduce starts here). Every parameter is reported by the end of
+   * backward, some more than once.
+   */
+  onGradients?: (params: readonly Parameter[]) => void;
 }
 
 /** The outcome of forward(): the statistics, and backward() when it ran with { grad: true }. */
@@ -39,7 +51,7 @@ export class ForwardResult implements TokenStatsResult {
    * and dEntropy[i] = ∂L/∂entropy[i] for the scored positions, in order. Once per forward; frees the
    * kept activations.
    */
-  async backward(input: BackwardInput): Promise<void> {
+  async backward(input: BackwardInput, options?: BackwardOptions): Promise<void> {
     const fn = 'backward';
     const run = this.#run;
     if (!run) throw new R1VError('ARGUMENT', `${fn}: this forward ran without { grad: true }, or backward already ran`);
@@ -55,9 +67,11 @@ export class ForwardResult implements TokenStatsResult {
     const dEntropy = coefficient(input.dEntropy, 'dEntropy', run.tokenStats);
     const dValues = coefficient(input.dValues, 'dValues', this.values !== undefined);
     if (run.tokenStats && !dLogprobs) is.fail(fn, 'dLogprobs must be a Float32Array, got undefined');
+    const o = is.options(options, ['onGradients'], fn);
+    const onGradients = o.onGradients === undefined ? undefined : is.func<NonNullable<BackwardOptions['onGradients']>>(o.onGradients, 'onGradients', fn);
     this.#run = undefined;
     try {
-      await run.backward({ dLogprobs, dEntropy, dValues });
+      await run.backward({ dLogprobs, dEntropy, dValues }, onGradients);
       await run.model.engine.synchronize();
     } finally {
       run.dispose();

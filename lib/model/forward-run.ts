@@ -15,7 +15,7 @@ import type { BatchPlan } from './batch-plan.js';
 import { accumulateGrad, addConsuming, disposeAll, disposeNorm, linear, linearBackward, norm, normBackward, type NormResult } from './blocks.js';
 import type { ModelConfig } from './config.js';
 import type { LanguageLayer, LanguageLayerSaved, TokenRows } from './decoder.js';
-import type { ConnectorGroup, FTensor, ModelGroups } from './parameters.js';
+import { leavesOf, type ConnectorGroup, type FTensor, type ModelGroups, type Parameter } from './parameters.js';
 import { Stack } from './stack.js';
 import {
   patchFeatures, patchFeaturesBackward, visionEmbeddings, visionEmbeddingsBackward, VisionRows, type VisionLayer, type VisionLayerSaved,
@@ -73,6 +73,7 @@ export class ForwardRun {
   #head: { x: FTensor; n: NormResult; hidden: FTensor } | undefined;
   #scoredRows: Tensor<'i32'> | undefined;
   #scoredTargets: Tensor<'i32'> | undefined;
+  #finished: ((params: readonly Parameter[]) => void) | undefined;
 
   constructor(
     readonly model: ModelParts,
@@ -163,8 +164,20 @@ export class ForwardRun {
     this.values = undefined;
   }
 
-  /** Gradients from the per-token coefficients (each [N] or absent: zero). */
-  async backward(d: { dLogprobs?: Float32Array | undefined; dEntropy?: Float32Array | undefined; dValues?: Float32Array | undefined }): Promise<void> {
+  /**
+   * Gradients from the per-token coefficients (each [N] or absent: zero). `finished` hears of
+   * the parameters whose gradients are final as their blocks' backward is queued (the head and
+   * final norm, each decoder layer, the embeddings, the connector, each vision layer), and of
+   * every parameter at the end.
+   */
+  async backward(d: { dLogprobs?: Float32Array | undefined; dEntropy?: Float32Array | undefined; dValues?: Float32Array | undefined },
+    finished?: (params: readonly Parameter[]) => void): Promise<void> {
+    this.#finished = finished;
+    await this.#backward(d);
+    finished?.(leavesOf<Parameter>(this.model.groups));
+  }
+
+  async #backward(d: { dLogprobs?: Float32Array | undefined; dEntropy?: Float32Array | undefined; dValues?: Float32Array | undefined }): Promise<void> {
     const m = this.model, e = m.engine, plan = this.plan, needs = this.needs, lm = m.groups.language;
     if (!needs.any) return;
     const head = this.#head!;
@@ -197,7 +210,9 @@ export class ForwardRun {
     dHidden?.dispose();
     head.x.dispose();
     disposeNorm(head.n);
-    if (dx) dx = await this.#languageStack!.backward(dx, needs.languageDx);
+    // a head tied to the embedding table is final only after the embeddings' backward
+    this.#finished?.([...(lm.head === lm.embedTokens ? [] : [lm.head]), ...leavesOf<Parameter>(lm.norm), ...leavesOf<Parameter>(vh)]);
+    if (dx) dx = await this.#languageStack!.backward(dx, needs.languageDx, (i) => this.#finished?.(leavesOf<Parameter>(lm.layers[i])));
     if (dx) await this.#embeddingsBackward(dx);
   }
 
@@ -216,6 +231,7 @@ export class ForwardRun {
     }
     if (table.trainable) accumulateGrad(table, ops.embeddingBackward(this.#embedInput!, dTokens, m.config.language.vocabSize));
     dTokens.dispose();
+    this.#finished?.([table]);
     if (dImage) await this.#visionBackward(dImage);
   }
 
@@ -227,11 +243,13 @@ export class ForwardRun {
     const g = ops.connectorBackward(this.#features!, connectorTensors(cg), dEmbeds, { eps: cg.norm.eps });
     dEmbeds.dispose();
     for (const [p, grad] of connectorGradients(cg, g)) accumulateGrad(p, grad);
+    this.#finished?.(leavesOf<Parameter>(cg));
     if (!this.needs.visionDx[m.visionLayers.length]) {
       g.dx.dispose();
       return;
     }
-    const dx = await this.#visionStack!.backward(patchFeaturesBackward(g.dx, v, rows), this.needs.visionDx);
+    const dx = await this.#visionStack!.backward(patchFeaturesBackward(g.dx, v, rows), this.needs.visionDx,
+      (i) => this.#finished?.(leavesOf<Parameter>(m.groups.vision!.layers[i])));
     if (dx && this.#patches) visionEmbeddingsBackward(m.engine, m.groups.vision!, v, this.#patches, dx, rows);
     dx?.dispose();
   }

@@ -23,7 +23,7 @@ import { LanguageLayer } from './decoder.js';
 import { ForwardResult, type BackwardInput, type TokenStatsResult } from './forward-result.js';
 import { ForwardRun } from './forward-run.js';
 
-export { ForwardResult, type BackwardInput, type TokenStatsResult } from './forward-result.js';
+export { ForwardResult, type BackwardInput, type BackwardOptions, type TokenStatsResult } from './forward-result.js';
 import { decodeStep, KvCache, logits, prefill, type PrefillCopy } from './kv-cache.js';
 import {
   findParameter, initializerOf, modelLayout, numelOf, parameterSpecs, redundantNames, resolveGroups,

@@ -47,9 +47,9 @@ export class Stack<R, S> {
   /**
    * Backward from the last block down, consuming dY: block i returns dX when needDx[i]. Stops
    * at the first block that was not kept or passes no gradient on; returns the gradient of the
-   * stack's input, or undefined when no block below needs it.
+   * stack's input, or undefined when no block below needs it. done(i): block i's backward is queued.
    */
-  async backward(dY: FTensor, needDx: readonly boolean[]): Promise<FTensor | undefined> {
+  async backward(dY: FTensor, needDx: readonly boolean[], done?: (i: number) => void): Promise<FTensor | undefined> {
     let dx: FTensor | undefined = dY;
     for (let i = this.blocks.length - 1; i >= 0 && dx; i--) {
       const kept = this.#kept[i];
@@ -58,6 +58,7 @@ export class Stack<R, S> {
       const saved = kept.saved ?? block.forward(kept.x, this.rows, true).saved!;
       const before: FTensor = dx;
       dx = block.backward(saved, before, this.rows, needDx[i]!);
+      done?.(i);
       before.dispose();
       kept.x.dispose();
       this.#kept[i] = undefined;

@@ -22,6 +22,12 @@ import * as check from '../core/validate.js';
 import { tensorArg, wrap } from './common.js';
 
 export type ReduceOp = 'sum' | 'max' | 'min';
+
+/** A collective started with Communicator.allReduceStart. */
+export interface StartedCollective {
+  /** Queues the end of the exchange: ops queued after this see its result. Once. */
+  wait(): void;
+}
 const REDUCE_OPS: readonly ReduceOp[] = ['sum', 'max', 'min'];
 
 export interface CommunicatorOptions {
@@ -77,6 +83,29 @@ export class Communicator {
     const list = this.#tensors(tensors, fn);
     for (const [i, t] of list.entries()) reducible(t, `${fn}: tensors[${i}]`);
     native().commAllReduce(list.map((t) => t.handle), reduceOp(options, fn));
+  }
+
+  /**
+   * allReduce overlapped with the engine's later work: the exchange runs beside the engine's
+   * queue (its own thread, and on CUDA its own stream) as soon as the ops queued before this
+   * call have run, while the ops queued after it go on. Until `wait()` the tensors must not be
+   * used by any op; `wait()` queues the end of the exchange, so the ops queued after it see the
+   * summed values (or the collective's error). Every rank must start and wait in the same order
+   * as its other collectives. Wait for each started collective once.
+   */
+  allReduceStart(tensors: readonly Tensor[], options?: { op?: ReduceOp }): StartedCollective {
+    const fn = 'allReduceStart';
+    const list = this.#tensors(tensors, fn);
+    for (const [i, t] of list.entries()) reducible(t, `${fn}: tensors[${i}]`);
+    const id = native().commAllReduceStart(list.map((t) => t.handle), reduceOp(options, fn));
+    let waited = false;
+    return {
+      wait: () => {
+        if (waited) check.fail('wait', 'this collective was already waited for');
+        native().commWait(id);
+        waited = true;
+      },
+    };
   }
 
   /** Root's values into every rank's tensors, IN PLACE; any dtype. Queued. */

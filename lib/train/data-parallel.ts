@@ -9,18 +9,20 @@
 //                 logprobs, entropy, values): every rank computes the same metrics, dynamic
 //                 sampling decisions and advantages over the whole batch, ordered by group
 //   updates       a rank runs forward/backward on its own samples with their shares of the
-//                 global mini-batch (update.ts); the gradients are then summed over ranks (in
-//                 buckets, on the engine's queue) before the optimizer step, which every rank
-//                 takes identically (same gradients, same clipping, same state)
+//                 global mini-batch (update.ts); the gradients are summed over ranks in buckets
+//                 overlapped with the last backward (gradient-buckets.ts) before the optimizer
+//                 step, which every rank takes identically (same gradients, clipping and state)
 //   checkpoints   rank 0 writes them; the others wait at a barrier. A checkpoint holds nothing
 //                 per rank, so a run resumes at any world size
 //
 // The collectives are a structural interface: Communicator (lib/ops/collectives.ts, MPI for CPU
 // tensors and NCCL for CUDA tensors) is one.
 import { R1VError, type R1VErrorCode } from '../core/errors.js';
-import { DTYPE_BYTES, type Tensor } from '../core/tensor.js';
+import * as is from '../core/validate.js';
+import type { Tensor } from '../core/tensor.js';
 import type { DatasetRow } from '../data/dataset.js';
 import type { VisionLanguageModel } from '../model/model.js';
+import { BUCKET_BYTES, GradientBuckets } from './gradient-buckets.js';
 import type { RolloutSample } from './samples.js';
 
 /** What data parallelism needs of a communicator. */
@@ -30,15 +32,13 @@ export interface Collectives {
   /** This process's index among the ranks of its node (it picks the GPU). */
   readonly localRank: number;
   allReduce(tensors: readonly Tensor[], options?: { op?: 'sum' | 'max' | 'min' }): void;
+  allReduceStart(tensors: readonly Tensor[], options?: { op?: 'sum' | 'max' | 'min' }): { wait(): void };
   broadcast(tensors: readonly Tensor[], options: { root: number }): void;
   allReduceValues(values: Float64Array | readonly number[], op?: 'sum' | 'max' | 'min'): Promise<Float64Array>;
   allGatherBytes(bytes: Uint8Array): Promise<Uint8Array[]>;
   broadcastBytes(bytes: Uint8Array | undefined, root: number): Promise<Uint8Array>;
   barrier(): Promise<void>;
 }
-
-/** Gradients summed per call to allReduce: about this many bytes of tensors at a time. */
-const BUCKET_BYTES = 32 << 20;
 
 type ArrayField = 'responseIds' | 'logprobs' | 'entropy' | 'values' | 'refLogprobs' | 'returns';
 const ARRAY_FIELDS: readonly ArrayField[] = ['responseIds', 'logprobs', 'entropy', 'values', 'refLogprobs', 'returns'];
@@ -73,8 +73,19 @@ function decode<T>(bytes: Uint8Array): T {
   return JSON.parse(new TextDecoder().decode(bytes)) as T;
 }
 
+export interface DataParallelOptions {
+  /** Gradients summed per collective: about this many bytes (default 32 MiB). */
+  bucketBytes?: number;
+}
+
 export class DataParallel {
-  constructor(readonly comm: Collectives) {}
+  readonly bucketBytes: number;
+  #lastBuckets: GradientBuckets | undefined;
+
+  constructor(readonly comm: Collectives, options: DataParallelOptions = {}) {
+    const o = is.options(options, ['bucketBytes'], 'DataParallel');
+    this.bucketBytes = is.optionalNumber(o.bucketBytes, 'bucketBytes', 'DataParallel', BUCKET_BYTES, { integer: true, min: 1 });
+  }
 
   get rank(): number {
     return this.comm.rank;
@@ -138,28 +149,16 @@ export class DataParallel {
     return all.sort((a, b) => a.group - b.group);  // Array.prototype.sort is stable
   }
 
-  /**
-   * Sums the gradients of the model's trainable parameters over the ranks, in place. A parameter
-   * that has a gradient on some rank gets one on every rank (zeros where it had none), so the
-   * optimizer updates the same parameters everywhere; one that has none anywhere stays without.
-   */
-  async reduceGradients(model: VisionLanguageModel): Promise<void> {
-    if (this.worldSize === 1) return;
-    const params = model.parameterStates().filter((p) => p.trainable);
-    const any = await this.comm.allReduceValues(params.map((p) => (p.grad ? 1 : 0)), 'max');
-    const reduced = params.filter((_, i) => any[i]! > 0);
-    for (const p of reduced) p.grad ??= model.engine.zeros(p.value.shape, { dtype: p.value.dtype });
-    let bucket: Tensor[] = [], bytes = 0;
-    for (const p of reduced) {
-      bucket.push(p.grad!);
-      bytes += p.grad!.numel * DTYPE_BYTES[p.grad!.dtype];
-      if (bytes >= BUCKET_BYTES) {
-        this.comm.allReduce(bucket, { op: 'sum' });
-        bucket = [];
-        bytes = 0;
-      }
-    }
-    if (bucket.length > 0) this.comm.allReduce(bucket, { op: 'sum' });
+  /** The gradient all-reduce of one update (gradient-buckets.ts); none in a world of one. */
+  gradientBuckets(model: VisionLanguageModel): GradientBuckets | undefined {
+    if (this.worldSize === 1) return undefined;
+    this.#lastBuckets = new GradientBuckets(this.comm, model, this.bucketBytes);
+    return this.#lastBuckets;
+  }
+
+  /** The last update's gradient buckets: how many, and how many started during backward. */
+  get gradientStats(): { buckets: number; startedDuringBackward: number } | undefined {
+    return this.#lastBuckets && { ...this.#lastBuckets.stats };
   }
 
   /** Rank 0's weights (and f32 master copies) on every rank: the ranks start from the same point. */

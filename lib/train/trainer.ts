@@ -24,7 +24,7 @@ import type { RewardFn } from '../rewards/index.js';
 import { criticalTokenIds } from '../rl/index.js';
 import { CheckpointStore, type CheckpointInfo } from './checkpoints.js';
 import { parseTrainConfig, type TrainConfig, type TrainConfigInput } from './config.js';
-import { DataParallel, mainFirst, rankDevice, type Collectives } from './data-parallel.js';
+import { DataParallel, mainFirst, rankDevice, type Collectives, type DataParallelOptions } from './data-parallel.js';
 import { evaluateRows, evaluationMetrics } from './evaluate.js';
 import { formatStep, MetricsLog, type StepMetrics } from './metrics.js';
 import { openStage, type StageContext } from './stage.js';
@@ -59,6 +59,8 @@ export interface TrainerOptions {
    * of its local rank. Rank 0 writes the run directory; `log` receives step lines on rank 0 only.
    */
   communicator?: Collectives;
+  /** With a communicator: how the gradients travel (bucket size). */
+  dataParallel?: DataParallelOptions;
 }
 
 /** What train() returns. */
@@ -347,8 +349,8 @@ async function modelDirectory(dir: string): Promise<string> {
   return latest.dir;
 }
 
-function parallelOf(o: { communicator?: Collectives | undefined }): DataParallel | undefined {
-  return o.communicator && o.communicator.worldSize > 1 ? new DataParallel(o.communicator) : undefined;
+function parallelOf(o: { communicator?: Collectives | undefined; dataParallel?: DataParallelOptions | undefined }): DataParallel | undefined {
+  return o.communicator && o.communicator.worldSize > 1 ? new DataParallel(o.communicator, o.dataParallel) : undefined;
 }
 
 function storeOptions(config: TrainConfig) {

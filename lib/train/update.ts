@@ -9,13 +9,16 @@
 // gradient norm skips the step: weights and optimizer state stay untouched, and it is reported.
 //
 // Data parallelism is the same sum spread over ranks: each rank's micro-batches carry their
-// shares of the whole mini-batch (`parallel.whole`), and finishStep sums loss, metrics and
-// gradients over the ranks before the one optimizer step every rank takes alike.
+// shares of the whole mini-batch (`parallel.whole`); the gradients are summed over the ranks in
+// buckets overlapped with the last micro-batch's backward (gradient-buckets.ts), and finishStep
+// sums loss and metrics and ends the gradient sum before the one optimizer step every rank takes alike.
+import type { BackwardOptions } from '../model/forward-result.js';
 import type { VisionLanguageModel } from '../model/model.js';
 import type { StepOptions, StepResult } from '../optim/adamw.js';
 import * as rl from '../rl/index.js';
 import type { StageConfig } from './config.js';
 import type { DataParallel } from './data-parallel.js';
+import type { GradientBuckets } from './gradient-buckets.js';
 import { concatField, microBatches, packSequences, responseOffsets, sequenceTokens, type RolloutSample, type Sequence } from './samples.js';
 
 export interface UpdateResult {
@@ -67,17 +70,28 @@ export interface ParallelUpdate {
 }
 
 /**
+ * The backward options of a micro-batch: with data parallelism the last one reports its finished
+ * gradients to the update's buckets (their all-reduce overlaps the rest of backward) once every
+ * rank has reached its last backward with finite losses.
+ */
+async function backwardOptions(buckets: GradientBuckets | undefined, last: boolean): Promise<BackwardOptions | undefined> {
+  return buckets && last && (await buckets.agree(true)) ? { onGradients: buckets.final } : undefined;
+}
+
+/**
  * Ends an update: with data parallelism, the loss and metrics are summed over the ranks (each
- * rank's are its shares of the whole) and so are the gradients; then an optimizer step unless
- * the loss or the gradient norm is non-finite (decided alike on every rank).
+ * rank's are its shares of the whole) and so are the gradients (the buckets started during the
+ * last backward, then the rest); then an optimizer step unless the loss or the gradient norm is
+ * non-finite (decided alike on every rank).
  */
 async function finishStep(model: VisionLanguageModel, optimizer: Optimizer, local: { loss: number; metrics: Record<string, number> },
-  maxGradNorm: number | undefined, parallel: ParallelUpdate | undefined): Promise<StepResult & { loss: number; metrics: Record<string, number> }> {
+  maxGradNorm: number | undefined, parallel: ParallelUpdate | undefined, buckets: GradientBuckets | undefined): Promise<StepResult & { loss: number; metrics: Record<string, number> }> {
   let { loss, metrics } = local;
   if (parallel) {
+    const agreed = buckets ? await buckets.agree(Number.isFinite(loss)) : false;
     [loss] = await parallel.dp.sum([loss]) as [number];
     metrics = await parallel.dp.sumRecords(metrics);
-    if (Number.isFinite(loss)) await parallel.dp.reduceGradients(model);
+    if (agreed) await buckets!.finish();
   }
   if (!Number.isFinite(loss)) {
     model.zeroGrad();
@@ -113,39 +127,45 @@ export async function policyUpdate(model: VisionLanguageModel, optimizer: Optimi
   const means = new TokenMeans();
   let loss = 0;
   model.zeroGrad();
-  for (const micro of microBatches(samples, sequenceTokens, o.microBatchTokens)) {
-    const batch = packSequences(micro);
-    if (a.kl && micro.some((s) => !s.refLogprobs)) {
-      const ref = await o.reference!.tokenStats(batch, { temperature: o.temperature });
-      const cu = responseOffsets(micro);
-      micro.forEach((s, i) => (s.refLogprobs = ref.logprobs.slice(cu[i]!, cu[i + 1]!)));
+  const buckets = o.parallel?.dp.gradientBuckets(model);
+  try {
+    const micros = microBatches(samples, sequenceTokens, o.microBatchTokens);
+    for (const [index, micro] of micros.entries()) {
+      const batch = packSequences(micro);
+      if (a.kl && micro.some((s) => !s.refLogprobs)) {
+        const ref = await o.reference!.tokenStats(batch, { temperature: o.temperature });
+        const cu = responseOffsets(micro);
+        micro.forEach((s, i) => (s.refLogprobs = ref.logprobs.slice(cu[i]!, cu[i + 1]!)));
+      }
+      const f = await model.forward(batch, { grad: true, temperature: o.temperature });
+      const cuSeqlens = responseOffsets(micro);
+      if (!allFinite(f.logprobs, f.entropy)) {
+        f.dispose();
+        loss = NaN;
+        break;
+      }
+      const r = rl.policyLoss({
+        kind: a.loss, logprobs: f.logprobs, oldLogprobs: micro.every((s) => s.oldLogprobs) ? concatField(micro, (s) => s.oldLogprobs) : f.logprobs,
+        advantages: concatField(micro, (s) => s.advantages), cuSeqlens, aggregation: a.aggregation, maxLength: o.maxLength,
+        ...(a.loss !== 'pg' ? { clipLow: a.clipLow, clipHigh: a.clipHigh, ...(a.dualClip !== undefined ? { dualClip: a.dualClip } : {}) } : {}),
+        ...(a.kl ? { refLogprobs: concatField(micro, (s) => s.refLogprobs), kl: a.kl } : {}),
+        ...(a.entropyCoef > 0 ? { entropy: f.entropy, entropyCoef: a.entropyCoef } : {}),
+      });
+      const part = { sequences: micro.length, tokens: cuSeqlens[cuSeqlens.length - 1]! };
+      const share = microBatchShare(a.aggregation, part, whole);
+      loss += r.loss * share;
+      means.add({ ...r.metrics, tokenEntropy: f.entropy.reduce((x, y) => x + y, 0) / Math.max(1, part.tokens) }, part.tokens / whole.tokens);
+      if (!Number.isFinite(r.loss)) {
+        f.dispose();
+        break;
+      }
+      await f.backward({ dLogprobs: scaled(r.dLogprobs, share), dEntropy: scaled(r.dEntropy, share) }, await backwardOptions(buckets, index === micros.length - 1));
     }
-    const f = await model.forward(batch, { grad: true, temperature: o.temperature });
-    const cuSeqlens = responseOffsets(micro);
-    if (!allFinite(f.logprobs, f.entropy)) {
-      f.dispose();
-      loss = NaN;
-      break;
-    }
-    const r = rl.policyLoss({
-      kind: a.loss, logprobs: f.logprobs, oldLogprobs: micro.every((s) => s.oldLogprobs) ? concatField(micro, (s) => s.oldLogprobs) : f.logprobs,
-      advantages: concatField(micro, (s) => s.advantages), cuSeqlens, aggregation: a.aggregation, maxLength: o.maxLength,
-      ...(a.loss !== 'pg' ? { clipLow: a.clipLow, clipHigh: a.clipHigh, ...(a.dualClip !== undefined ? { dualClip: a.dualClip } : {}) } : {}),
-      ...(a.kl ? { refLogprobs: concatField(micro, (s) => s.refLogprobs), kl: a.kl } : {}),
-      ...(a.entropyCoef > 0 ? { entropy: f.entropy, entropyCoef: a.entropyCoef } : {}),
-    });
-    const part = { sequences: micro.length, tokens: cuSeqlens[cuSeqlens.length - 1]! };
-    const share = microBatchShare(a.aggregation, part, whole);
-    loss += r.loss * share;
-    means.add({ ...r.metrics, tokenEntropy: f.entropy.reduce((x, y) => x + y, 0) / Math.max(1, part.tokens) }, part.tokens / whole.tokens);
-    if (!Number.isFinite(r.loss)) {
-      f.dispose();
-      break;
-    }
-    await f.backward({ dLogprobs: scaled(r.dLogprobs, share), dEntropy: scaled(r.dEntropy, share) });
+    const step = await finishStep(model, optimizer, { loss, metrics: means.result() }, o.maxGradNorm, o.parallel, buckets);
+    return { loss: step.loss, gradNorm: step.gradNorm, skipped: step.skipped, metrics: step.metrics };
+  } finally {
+    buckets?.dispose();
   }
-  const step = await finishStep(model, optimizer, { loss, metrics: means.result() }, o.maxGradNorm, o.parallel);
-  return { loss: step.loss, gradNorm: step.gradNorm, skipped: step.skipped, metrics: step.metrics };
 }
 
 export interface CriticUpdateOptions {
@@ -164,30 +184,36 @@ export async function criticUpdate(critic: VisionLanguageModel, optimizer: Optim
   const means = new TokenMeans();
   let loss = 0;
   critic.zeroGrad();
-  for (const micro of microBatches(samples, sequenceTokens, o.microBatchTokens)) {
-    const f = await critic.forward(packSequences(micro), { grad: true, tokenStats: false });
-    const cuSeqlens = responseOffsets(micro);
-    if (!allFinite(f.values!)) {
-      f.dispose();
-      loss = NaN;
-      break;
+  const buckets = o.parallel?.dp.gradientBuckets(critic);
+  try {
+    const micros = microBatches(samples, sequenceTokens, o.microBatchTokens);
+    for (const [i, micro] of micros.entries()) {
+      const f = await critic.forward(packSequences(micro), { grad: true, tokenStats: false });
+      const cuSeqlens = responseOffsets(micro);
+      if (!allFinite(f.values!)) {
+        f.dispose();
+        loss = NaN;
+        break;
+      }
+      const r = rl.valueLoss({
+        values: f.values!, oldValues: concatField(micro, (s) => s.values), returns: concatField(micro, (s) => s.returns),
+        cuSeqlens, clip: o.clip, aggregation: o.aggregation,
+      });
+      const part = { sequences: micro.length, tokens: cuSeqlens[cuSeqlens.length - 1]! };
+      const share = microBatchShare(o.aggregation, part, whole) * o.coef;
+      loss += r.loss * share;
+      means.add(r.metrics, part.tokens / whole.tokens);
+      if (!Number.isFinite(r.loss)) {
+        f.dispose();
+        break;
+      }
+      await f.backward({ dValues: scaled(r.dValues, share) }, await backwardOptions(buckets, i === micros.length - 1));
     }
-    const r = rl.valueLoss({
-      values: f.values!, oldValues: concatField(micro, (s) => s.values), returns: concatField(micro, (s) => s.returns),
-      cuSeqlens, clip: o.clip, aggregation: o.aggregation,
-    });
-    const part = { sequences: micro.length, tokens: cuSeqlens[cuSeqlens.length - 1]! };
-    const share = microBatchShare(o.aggregation, part, whole) * o.coef;
-    loss += r.loss * share;
-    means.add(r.metrics, part.tokens / whole.tokens);
-    if (!Number.isFinite(r.loss)) {
-      f.dispose();
-      break;
-    }
-    await f.backward({ dValues: scaled(r.dValues, share) });
+    const step = await finishStep(critic, optimizer, { loss, metrics: means.result() }, o.maxGradNorm, o.parallel, buckets);
+    return { loss: step.loss, gradNorm: step.gradNorm, skipped: step.skipped, metrics: step.metrics };
+  } finally {
+    buckets?.dispose();
   }
-  const step = await finishStep(critic, optimizer, { loss, metrics: means.result() }, o.maxGradNorm, o.parallel);
-  return { loss: step.loss, gradNorm: step.gradNorm, skipped: step.skipped, metrics: step.metrics };
 }
 
 /**
@@ -199,16 +225,22 @@ export async function sftUpdate(model: VisionLanguageModel, optimizer: Optimizer
   const tokens = o.parallel?.whole.tokens ?? sequences.reduce((n, s) => n + s.responseIds.length, 0);
   let loss = 0;
   model.zeroGrad();
-  for (const micro of microBatches(sequences, sequenceTokens, o.microBatchTokens)) {
-    const f = await model.forward(packSequences(micro), { grad: true });
-    const nll = -f.logprobs.reduce((x, y) => x + y, 0) / tokens;
-    loss += nll;
-    if (!Number.isFinite(nll)) {
-      f.dispose();
-      break;
+  const buckets = o.parallel?.dp.gradientBuckets(model);
+  try {
+    const micros = microBatches(sequences, sequenceTokens, o.microBatchTokens);
+    for (const [i, micro] of micros.entries()) {
+      const f = await model.forward(packSequences(micro), { grad: true });
+      const nll = -f.logprobs.reduce((x, y) => x + y, 0) / tokens;
+      loss += nll;
+      if (!Number.isFinite(nll)) {
+        f.dispose();
+        break;
+      }
+      await f.backward({ dLogprobs: new Float32Array(f.logprobs.length).fill(-1 / tokens) }, await backwardOptions(buckets, i === micros.length - 1));
     }
-    await f.backward({ dLogprobs: new Float32Array(f.logprobs.length).fill(-1 / tokens) });
+    const step = await finishStep(model, optimizer, { loss, metrics: {} }, o.maxGradNorm, o.parallel, buckets);
+    return { loss: step.loss, gradNorm: step.gradNorm, skipped: step.skipped, metrics: { tokens } };
+  } finally {
+    buckets?.dispose();
   }
-  const step = await finishStep(model, optimizer, { loss, metrics: {} }, o.maxGradNorm, o.parallel);
-  return { loss: step.loss, gradNorm: step.gradNorm, skipped: step.skipped, metrics: { tokens } };
 }

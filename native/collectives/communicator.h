@@ -26,8 +26,10 @@
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "../core/tensor.h"
@@ -67,6 +69,17 @@ class Communicator {
 
   // In place; tensors on one engine, f32 or i32 (CUDA: also bf16, f16).
   void all_reduce(const std::vector<Tensor>& tensors, ReduceOp op);
+  // all_reduce overlapped with the engine's later work: returns at once with an id for wait().
+  // The exchange runs on the engine's side stream once the engine's stream reaches this point
+  // (the tensors' producers have run), while the stream goes on with the work queued after it.
+  // Until wait(id) the tensors must not be read or written by queued work. The collective takes
+  // its turn now, like the others.
+  uint64_t all_reduce_start(const std::vector<Tensor>& tensors, ReduceOp op);
+  // Queues, on the engine's stream, the end of the started collective `id`: work queued after it
+  // sees the reduced values, or the collective's error (on the tensors and at synchronize()).
+  // Error(Argument) for an id not started or already waited for.
+  void wait(uint64_t id);
+
   // In place: root's values everywhere; any dtype.
   void broadcast(const std::vector<Tensor>& tensors, int root);
   // [W·n, ...] from [n, ...], rank r's rows at [r·n, (r+1)·n); any dtype.
@@ -95,6 +108,10 @@ class Communicator {
   Communicator(CommunicatorInfo info, int64_t timeout_ms) : info_(info), timeout_ms_(timeout_ms) {}
   CommunicatorInfo info_;
   int64_t timeout_ms_;
+  struct Started;  // tensor_collectives.cpp
+  std::mutex started_mutex_;
+  uint64_t next_started_ = 1;
+  std::unordered_map<uint64_t, std::shared_ptr<Started>> started_;
 };
 
 }  // namespace r1v

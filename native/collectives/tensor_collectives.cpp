@@ -2,6 +2,8 @@
 // thread, then one queued work item on the tensors' engine stream that takes part in the
 // exchange in its turn: MPI for CPU engines, NCCL (nccl.h) for CUDA engines. In a world of one
 // they are the identity (all-gather and reduce-scatter return a copy), still queued in order.
+#include <condition_variable>
+#include <mutex>
 #include <string>
 
 #include "../ops/cast.h"
@@ -56,10 +58,11 @@ void keep_after(int status, const std::vector<Tensor>& tensors) {
   if (status == R1V_MPI_TIMEOUT) new std::vector<Tensor>(tensors);
 }
 
-// One backend call per tensor (MPI) or launch (NCCL) of a collective: `mpi_call` returns an
-// R1vMpiStatus, `launch` describes the NCCL operation. Runs in the collective's turn.
+// One backend call per tensor (MPI) or launch (NCCL, on `via`: the engine's stream or its side
+// stream) of a collective: `mpi_call` returns an R1vMpiStatus, `launch` describes the NCCL
+// operation. Runs in the collective's turn.
 template <typename MpiCall>
-void exchange(CollectiveRun& run, const Tensor& on, const std::vector<Tensor>& keep, MpiCall&& mpi_call,
+void exchange(CollectiveRun& run, const Tensor& on, Stream& via, const std::vector<Tensor>& keep, MpiCall&& mpi_call,
               const nccl::Launch& launch) {
   char err[kErrSize] = "";
   on_device(
@@ -69,7 +72,8 @@ void exchange(CollectiveRun& run, const Tensor& on, const std::vector<Tensor>& k
         keep_after(status, keep);
         run.check(status, err);
       },
-      [&](Stream& s) {
+      [&](Stream&) {
+        Stream& s = via;
         nccl::Group group{on.device().index, run.info().rank, run.info().size, [&](void* data, size_t bytes) {
                             run.check(mpi().broadcast(data, static_cast<int64_t>(bytes), R1V_MPI_BYTE, 0,
                                                       run.deadline_ns(), err, sizeof err),
@@ -113,13 +117,156 @@ void Communicator::all_reduce(const std::vector<Tensor>& tensors, ReduceOp op) {
   queue(*this, fn, tensors, tensors, {0, 0, total_numel(tensors), 0}, [tensors, op](CollectiveRun& run) {
     for (const Tensor& t : tensors) {
       exchange(
-          run, t, tensors,
+          run, t, t.context()->stream(), tensors,
           [&](char* err) {
             return mpi().all_reduce(t.data(), t.numel(), mpi_type(t.dtype()), mpi_op(op), run.deadline_ns(), err,
                                     kErrSize);
           },
           {nccl::Kind::AllReduce, t.data(), t.data(), static_cast<size_t>(t.numel()), t.dtype(), op});
     }
+  });
+}
+
+// ---------------------------------------------------------------- overlapped all-reduce
+
+namespace {
+
+// A one-time mark between threads: fired by the work that carries it, with the CUDA event of that
+// point (null on the CPU) or an error; fired as dropped when that work is destroyed unrun (an
+// engine torn down), so no one waits for it forever.
+class Signal {
+ public:
+  void fire(void* event, WorkErrorPtr error, bool dropped = false) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (fired_) return;
+    fired_ = true;
+    event_ = event;
+    error_ = std::move(error);
+    dropped_ = dropped;
+    cv_.notify_all();
+  }
+  // Blocks until fired; false when dropped. event and error as fired.
+  bool wait(void** event, WorkErrorPtr* error) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    cv_.wait(lock, [&] { return fired_; });
+    if (event) *event = event_;
+    if (error) *error = error_;
+    return !dropped_;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  bool fired_ = false;
+  bool dropped_ = false;
+  void* event_ = nullptr;
+  WorkErrorPtr error_;
+};
+
+// Held (shared) by the work that fires the signal; its destruction fires it as dropped if the
+// work never ran.
+struct SignalGuard {
+  explicit SignalGuard(std::shared_ptr<Signal> s) : signal(std::move(s)) {}
+  ~SignalGuard() { signal->fire(nullptr, nullptr, true); }
+  SignalGuard(const SignalGuard&) = delete;
+  SignalGuard& operator=(const SignalGuard&) = delete;
+  std::shared_ptr<Signal> signal;
+};
+
+}  // namespace
+
+struct Communicator::Started {
+  std::vector<Tensor> tensors;
+  std::shared_ptr<Signal> done = std::make_shared<Signal>();
+};
+
+uint64_t Communicator::all_reduce_start(const std::vector<Tensor>& tensors, ReduceOp op) {
+  const char* fn = "allReduce";
+  check_list(fn, tensors);
+  for (size_t i = 0; i < tensors.size(); ++i) check_reducible(fn, tensors[i], concat("tensors[", i, "]").c_str());
+  auto started = std::make_shared<Started>();
+  started->tensors = tensors;
+  if (single(*this)) {
+    started->done->fire(nullptr, nullptr);  // nothing to exchange: wait() only keeps the order
+  } else {
+    check_usable(fn);
+    const std::shared_ptr<Context>& ctx = tensors[0].context();
+    Stream* stream = &ctx->stream();
+    Stream* side = &ctx->side_stream();
+    // On the engine's stream: the tensors' producers have run (CUDA: an event after their kernels).
+    auto ready = std::make_shared<SignalGuard>(std::make_shared<Signal>());
+    stream->enqueue([stream, ready] {
+      try {
+        ready->signal->fire(stream->record_event(), nullptr);
+      } catch (...) {
+        ready->signal->fire(nullptr, std::make_shared<WorkError>(std::current_exception()));
+      }
+    });
+    // On the side stream, once marked: the exchange, in its turn (taken now).
+    TurnPtr turn = take_turn();
+    auto done = std::make_shared<SignalGuard>(started->done);
+    const Agreement agreement{tensors[0].device().is_cpu() ? 0 : 1, static_cast<int64_t>(tensors[0].dtype()),
+                              total_numel(tensors), 0};
+    const char* dtype = dtype_name(tensors[0].dtype());
+    side->enqueue([this, side, ready, turn, done, tensors, op, agreement, fn, dtype] {
+      void* event = nullptr;
+      WorkErrorPtr input_error;
+      if (!ready->signal->wait(&event, &input_error)) return;  // the engine is being torn down
+      WorkErrorPtr error;
+      try {
+        side->wait_event(event);
+        for (const Tensor& t : tensors) {
+          if (input_error) break;
+          input_error = t.error();
+        }
+        CollectiveRun run(*this, turn, fn, agreement.count, dtype);
+        if (!run.agree(agreement, input_error != nullptr)) {
+          for (const Tensor& t : tensors) {
+            exchange(
+                run, t, *side, tensors,
+                [&](char* err) {
+                  return mpi().all_reduce(t.data(), t.numel(), mpi_type(t.dtype()), mpi_op(op), run.deadline_ns(),
+                                          err, kErrSize);
+                },
+                {nccl::Kind::AllReduce, t.data(), t.data(), static_cast<size_t>(t.numel()), t.dtype(), op});
+          }
+        }
+      } catch (...) {
+        error = std::make_shared<WorkError>(std::current_exception());
+      }
+      if (!error) error = input_error;
+      if (error)
+        for (const Tensor& t : tensors) t.set_error(error);
+      done->signal->fire(nullptr, error);
+    });
+  }
+  std::lock_guard<std::mutex> lock(started_mutex_);
+  const uint64_t id = next_started_++;
+  started_.emplace(id, std::move(started));
+  return id;
+}
+
+void Communicator::wait(uint64_t id) {
+  std::shared_ptr<Started> started;
+  {
+    std::lock_guard<std::mutex> lock(started_mutex_);
+    auto it = started_.find(id);
+    if (it == started_.end())
+      fail(ErrorCode::Argument, "wait: no started collective ", id, " (each is waited for once)");
+    started = it->second;
+    for (size_t i = 0; i < started->tensors.size(); ++i)
+      check_live("wait", started->tensors[i], concat("tensors[", i, "]").c_str());
+    started_.erase(it);
+  }
+  Stream* stream = &started->tensors[0].context()->stream();
+  stream->enqueue([stream, started] {
+    WorkErrorPtr error;
+    if (!started->done->wait(nullptr, &error) && !error)
+      error = std::make_shared<WorkError>(std::make_exception_ptr(
+          Error(ErrorCode::Distributed, "allReduce: the overlapped exchange was dropped (engine torn down)")));
+    if (!error) return;
+    for (const Tensor& t : started->tensors) t.set_error(error);
+    stream->keep_error(error);
   });
 }
 
@@ -133,7 +280,7 @@ void Communicator::broadcast(const std::vector<Tensor>& tensors, int root) {
   queue(*this, fn, tensors, tensors, {0, 0, total_numel(tensors), root}, [tensors, root](CollectiveRun& run) {
     for (const Tensor& t : tensors) {
       exchange(
-          run, t, tensors,
+          run, t, t.context()->stream(), tensors,
           [&](char* err) {
             return mpi().broadcast(t.data(), mpi_count(t.dtype(), t.numel()), mpi_type(t.dtype()), root,
                                    run.deadline_ns(), err, kErrSize);
@@ -154,7 +301,7 @@ Tensor Communicator::all_gather(const Tensor& x) {
   Tensor out = Tensor::empty(x.context(), shape, x.dtype());
   queue(*this, fn, {x}, {out}, {0, 0, x.numel(), 0}, [x, out](CollectiveRun& run) {
     exchange(
-        run, x, {x, out},
+        run, x, x.context()->stream(), {x, out},
         [&](char* err) {
           return mpi().all_gather(x.data(), out.data(), mpi_count(x.dtype(), x.numel()), mpi_type(x.dtype()),
                                   run.deadline_ns(), err, kErrSize);
@@ -178,7 +325,7 @@ Tensor Communicator::reduce_scatter(const Tensor& x, ReduceOp op) {
   Tensor out = Tensor::empty(x.context(), shape, x.dtype());
   queue(*this, fn, {x}, {out}, {0, 0, x.numel(), 0}, [x, out, op](CollectiveRun& run) {
     exchange(
-        run, x, {x, out},
+        run, x, x.context()->stream(), {x, out},
         [&](char* err) {
           return mpi().reduce_scatter(x.data(), out.data(), out.numel(), mpi_type(x.dtype()), mpi_op(op),
                                       run.deadline_ns(), err, kErrSize);

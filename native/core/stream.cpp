@@ -183,6 +183,31 @@ void Stream::wait_device() {
 
 int* Stream::device_error_word() const { return state_->error_word_device; }
 
+void* Stream::record_event() {
+#if R1V_WITH_CUDA
+  if (!state_->cuda_stream) return nullptr;
+  cudaEvent_t event = nullptr;
+  check_cuda(cudaEventCreateWithFlags(&event, cudaEventDisableTiming), "cudaEventCreate");
+  cudaError_t status = cudaEventRecord(event, static_cast<cudaStream_t>(state_->cuda_stream));
+  if (status != cudaSuccess) cudaEventDestroy(event);
+  check_cuda(status, "cudaEventRecord");
+  return event;
+#else
+  return nullptr;
+#endif
+}
+
+void Stream::wait_event([[maybe_unused]] void* event) {
+#if R1V_WITH_CUDA
+  if (!event) return;
+  auto e = static_cast<cudaEvent_t>(event);
+  cudaError_t status = state_->cuda_stream ? cudaStreamWaitEvent(static_cast<cudaStream_t>(state_->cuda_stream), e, 0)
+                                           : cudaSuccess;
+  cudaEventDestroy(e);  // released once the wait is satisfied
+  check_cuda(status, "cudaStreamWaitEvent");
+#endif
+}
+
 void Stream::synchronize() {
   if (on_stream_thread()) fail(ErrorCode::Argument, "synchronize() called from the engine's own stream");
   auto done = std::make_shared<std::promise<std::exception_ptr>>();

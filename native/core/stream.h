@@ -71,6 +71,13 @@ class Stream {
 
   // cudaStream_t of a CUDA engine (nullptr on the CPU).
   void* cuda_stream() const;
+
+  // Cross-stream order on CUDA. record_event(): a cudaEvent_t marking the GPU work launched on
+  // this stream so far (nullptr on the CPU, where finishing the work item is the mark).
+  // wait_event(e): GPU work launched on this stream from now on waits for e; destroys e (null: no-op).
+  // Call both from work on this stream.
+  void* record_event();
+  void wait_event(void* event);
   Device device() const;
 
   // Joins the threads of streams destroyed from their own work (they are ending). Call

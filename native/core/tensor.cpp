@@ -54,10 +54,13 @@ void Context::dispose() {
   if (disposed_.exchange(true)) return;
   // Work still queued must finish before its memory goes; when the last reference to the
   // engine is dropped by that work itself there is nothing left to wait for.
-  if (stream_ && !stream_->on_stream_thread()) {
-    try {
-      stream_->synchronize();
-    } catch (...) {
+  // The stream first: work on the side stream waits for marks the stream's work sets.
+  for (Stream* s : {stream_.get(), side_stream_.get()}) {
+    if (s && !s->on_stream_thread()) {
+      try {
+        s->synchronize();
+      } catch (...) {
+      }
     }
   }
   {
@@ -66,12 +69,27 @@ void Context::dispose() {
     storages_.clear();
   }
   if (allocator_) allocator_->empty_cache();
+  {
+    std::lock_guard<std::mutex> lock(side_mutex_);
+    side_stream_.reset();
+  }
   stream_.reset();  // stops the thread once its queue is empty and joins it (see ~Stream)
 }
 
 void Context::abandon() {
-  if (stream_ && !disposed()) stream_->drop_queued();
+  if (!disposed()) {
+    if (stream_) stream_->drop_queued();
+    std::lock_guard<std::mutex> lock(side_mutex_);
+    if (side_stream_) side_stream_->drop_queued();
+  }
   dispose();
+}
+
+Stream& Context::side_stream() {
+  std::lock_guard<std::mutex> lock(side_mutex_);
+  check_alive("the side stream");
+  if (!side_stream_) side_stream_ = std::make_unique<Stream>(device_);
+  return *side_stream_;
 }
 
 void Context::check_alive(const char* what) const {

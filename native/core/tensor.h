@@ -37,6 +37,10 @@ class Context : public std::enable_shared_from_this<Context> {
   Allocator& allocator() { return *allocator_; }
   const std::shared_ptr<Allocator>& allocator_ptr() const { return allocator_; }
   Stream& stream() { return *stream_; }
+  // A second ordered queue with a thread (and, on CUDA, a cudaStream_t) of its own, made on first
+  // use: work that must run beside the stream's (an overlapped collective). Cross-stream order is
+  // the caller's (Stream::record_event / wait_event and a host signal). Throws Error(Disposed).
+  Stream& side_stream();
   uint64_t seed() const { return seed_; }
 
   // The engine generator's next Philox offset (one per draw; see ops/randn.h).
@@ -71,6 +75,8 @@ class Context : public std::enable_shared_from_this<Context> {
   std::atomic<CpuGemmBackend> cpu_gemm_{CpuGemmBackend::Auto};
   std::atomic<bool> poison_{false};
   std::unique_ptr<Stream> stream_;
+  std::mutex side_mutex_;
+  std::unique_ptr<Stream> side_stream_;
   std::shared_ptr<Allocator> allocator_;
   std::atomic<bool> disposed_{false};
   std::mutex storages_mutex_;
