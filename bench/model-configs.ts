@@ -2,6 +2,8 @@
 // weights of the given shapes, so they need no checkpoint.
 import { readFileSync } from 'node:fs';
 
+import type { Batch, ModelConfig } from '../lib/index.js';
+
 export type Json = Record<string, unknown>;
 
 export interface BenchModel {
@@ -53,3 +55,37 @@ export const INTERNVL3_1B: BenchModel = {
   config: JSON.parse(readFileSync(new URL('../test/fixtures/internvl3-1b-config.json', import.meta.url), 'utf8')) as Json,
   imageContextTokenId: 151667,  // <IMG_CONTEXT> in InternVL3's tokenizer
 };
+
+/** A packed batch of a bench model: random text, image tiles, next-token targets. */
+export interface BatchSpec {
+  sequences: number;
+  /** Tokens per sequence (image tokens included). */
+  seqLen: number;
+  /** Sequences 0, 2, 4, ... (every other one) hold one tile, up to this many. */
+  tiles: number;
+  /** Text tokens before the image tokens in a sequence with a tile. */
+  prefix: number;
+}
+
+/** Random text ids (never the image id), image tokens, targets = next token where both are text. */
+export function benchBatch(c: BenchModel, spec: BatchSpec, cfg: ModelConfig): Batch {
+  const { sequences, seqLen, tiles, prefix } = spec;
+  const perTile = cfg.connector!.tokensPerTile, v = cfg.vision!, vocab = cfg.language.vocabSize;
+  let seed = 12345;
+  const next = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32;
+  const inputIds = new Int32Array(sequences * seqLen);
+  for (let i = 0; i < inputIds.length; i++) {
+    inputIds[i] = Math.floor(next() * vocab);
+    if (inputIds[i] === c.imageContextTokenId) inputIds[i] = 0;
+  }
+  for (let t = 0; t < tiles; t++) inputIds.fill(c.imageContextTokenId, 2 * t * seqLen + prefix, 2 * t * seqLen + prefix + perTile);
+  const targets = new Int32Array(inputIds.length).fill(-100);
+  for (let s = 0; s < sequences; s++) {
+    for (let t = s * seqLen; t < (s + 1) * seqLen - 1; t++) {
+      if (inputIds[t] !== c.imageContextTokenId && inputIds[t + 1] !== c.imageContextTokenId) targets[t] = inputIds[t + 1]!;
+    }
+  }
+  const pixelValues = new Float32Array(tiles * 3 * v.imageSize * v.imageSize);
+  for (let i = 0; i < pixelValues.length; i++) pixelValues[i] = 4 * next() - 2;
+  return { inputIds, targets, cuSeqlens: Int32Array.from({ length: sequences + 1 }, (_, i) => i * seqLen), pixelValues };
+}

@@ -23,18 +23,8 @@ import {
   AdamW, buildInfo, devices, Engine, ops, VisionLanguageModel, type Batch, type ModelConfig,
 } from '../lib/index.js';
 import { makeContext } from '../lib/bench/common.js';
-import { INTERNVL3_1B, SMALL, TINY, type BenchModel } from './model-configs.js';
+import { benchBatch, INTERNVL3_1B, SMALL, TINY, type BatchSpec, type BenchModel } from './model-configs.js';
 import { runIdentity, measuredCpuPeakGflops } from '../lib/bench/run-identity.js';
-
-interface BatchSpec {
-  sequences: number;
-  /** Tokens per sequence (image tokens included). */
-  seqLen: number;
-  /** Sequences 0, 2, 4, ... (every other one) hold one tile, up to this many. */
-  tiles: number;
-  /** Text tokens before the image tokens in a sequence with a tile. */
-  prefix: number;
-}
 
 interface ModelCase extends BenchModel {
   batch: BatchSpec;
@@ -71,29 +61,6 @@ const GPU_CASE: ModelCase = { ...INTERNVL3_1B, batch: { sequences: 8, seqLen: 10
 function describeBatch(c: ModelCase, cfg: ModelConfig): string {
   const b = c.batch, side = cfg.vision!.imageSize;
   return `${b.sequences} sequences × ${b.seqLen} tokens; one ${side}-px tile (${cfg.connector!.tokensPerTile} image tokens after ${b.prefix} text tokens) in sequences ${Array.from({ length: b.tiles }, (_, i) => 2 * i).join(', ')}`;
-}
-
-/** Random text ids (never the image id), image tokens, targets = next token where both are text. */
-function makeBatch(c: ModelCase, cfg: ModelConfig): Batch {
-  const { sequences, seqLen, tiles, prefix } = c.batch;
-  const perTile = cfg.connector!.tokensPerTile, v = cfg.vision!, vocab = cfg.language.vocabSize;
-  let seed = 12345;
-  const next = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32;
-  const inputIds = new Int32Array(sequences * seqLen);
-  for (let i = 0; i < inputIds.length; i++) {
-    inputIds[i] = Math.floor(next() * vocab);
-    if (inputIds[i] === c.imageContextTokenId) inputIds[i] = 0;
-  }
-  for (let t = 0; t < tiles; t++) inputIds.fill(c.imageContextTokenId, 2 * t * seqLen + prefix, 2 * t * seqLen + prefix + perTile);
-  const targets = new Int32Array(inputIds.length).fill(-100);
-  for (let s = 0; s < sequences; s++) {
-    for (let t = s * seqLen; t < (s + 1) * seqLen - 1; t++) {
-      if (inputIds[t] !== c.imageContextTokenId && inputIds[t + 1] !== c.imageContextTokenId) targets[t] = inputIds[t + 1]!;
-    }
-  }
-  const pixelValues = new Float32Array(tiles * 3 * v.imageSize * v.imageSize);
-  for (let i = 0; i < pixelValues.length; i++) pixelValues[i] = 4 * next() - 2;
-  return { inputIds, targets, cuSeqlens: Int32Array.from({ length: sequences + 1 }, (_, i) => i * seqLen), pixelValues };
 }
 
 interface Flops {
@@ -137,7 +104,7 @@ async function benchModel(engine: Engine, c: ModelCase, peakGflops: number): Pro
   const ctx = makeContext(engine, { gflops: {}, source: '' }, true);
   const m = VisionLanguageModel.create(engine, c.config, { seed: 1, imageContextTokenId: c.imageContextTokenId, warn: () => undefined });
   const opt = new AdamW(m, { lr: 1e-5 });
-  const batch = makeBatch(c, m.config);
+  const batch = benchBatch(c, c.batch, m.config);
   const flops = forwardFlops(m.config, batch);
   const tokens = batch.inputIds.length;
   const scored = batch.targets.reduce((n, t) => n + (t === -100 ? 0 : 1), 0);

@@ -22,7 +22,7 @@ import * as is from '../core/validate.js';
 import type { Tensor } from '../core/tensor.js';
 import type { DatasetRow } from '../data/dataset.js';
 import type { VisionLanguageModel } from '../model/model.js';
-import { BUCKET_BYTES, GradientBuckets } from './gradient-buckets.js';
+import { BUCKET_BYTES, GradientBuckets, type GradientBucketOptions } from './gradient-buckets.js';
 import type { RolloutSample } from './samples.js';
 
 /** What data parallelism needs of a communicator. */
@@ -73,18 +73,20 @@ function decode<T>(bytes: Uint8Array): T {
   return JSON.parse(new TextDecoder().decode(bytes)) as T;
 }
 
-export interface DataParallelOptions {
-  /** Gradients summed per collective: about this many bytes (default 32 MiB). */
-  bucketBytes?: number;
-}
+/** How the gradients travel (gradient-buckets.ts). */
+export type DataParallelOptions = GradientBucketOptions;
 
 export class DataParallel {
-  readonly bucketBytes: number;
+  readonly gradients: DataParallelOptions;
   #lastBuckets: GradientBuckets | undefined;
 
   constructor(readonly comm: Collectives, options: DataParallelOptions = {}) {
-    const o = is.options(options, ['bucketBytes'], 'DataParallel');
-    this.bucketBytes = is.optionalNumber(o.bucketBytes, 'bucketBytes', 'DataParallel', BUCKET_BYTES, { integer: true, min: 1 });
+    const fn = 'DataParallel';
+    const o = is.options(options, ['bucketBytes', 'overlap'], fn);
+    this.gradients = {
+      bucketBytes: is.optionalNumber(o.bucketBytes, 'bucketBytes', fn, BUCKET_BYTES, { integer: true, min: 1 }),
+      ...(o.overlap !== undefined ? { overlap: is.boolean(o.overlap, 'overlap', fn) } : {}),
+    };
   }
 
   get rank(): number {
@@ -152,7 +154,7 @@ export class DataParallel {
   /** The gradient all-reduce of one update (gradient-buckets.ts); none in a world of one. */
   gradientBuckets(model: VisionLanguageModel): GradientBuckets | undefined {
     if (this.worldSize === 1) return undefined;
-    this.#lastBuckets = new GradientBuckets(this.comm, model, this.bucketBytes);
+    this.#lastBuckets = new GradientBuckets(this.comm, model, this.gradients);
     return this.#lastBuckets;
   }
 

@@ -4,7 +4,10 @@
 //             reversed: LM head and final norm, decoder layers from the top, embeddings,
 //             connector, vision tower from the top), cut into buckets of about BUCKET_BYTES.
 //             Every rank has the same model, so the same buckets in the same order.
-//   overlap   during the last micro-batch's backward the model reports the parameters whose
+//   overlap   (on by default on CUDA, where NCCL runs on a stream of its own and hides behind the
+//             backward kernels; off by default on the CPU, where MPI's copies take the cores
+//             backward computes on: on a 2-core machine overlapping made a step slower, see
+//             bench:collectives) during the last micro-batch's backward the model reports the parameters whose
 //             gradients are final (a block's, once its backward is queued); a bucket whose
 //             parameters are all final is started (Collectives.allReduceStart) in plan order, and
 //             its exchange runs beside the rest of backward. Backward reports every parameter at
@@ -31,7 +34,16 @@ interface Bucket {
   started?: { flags: Tensor<'f32'>; wait(): void };
 }
 
+export interface GradientBucketOptions {
+  /** About this many bytes of gradients per all-reduce. Default BUCKET_BYTES (32 MiB). */
+  bucketBytes?: number;
+  /** Start buckets during backward. Default: on for a CUDA engine, off on the CPU. */
+  overlap?: boolean;
+}
+
 export class GradientBuckets {
+  /** Whether buckets start during backward (else all after it, in finish()). */
+  readonly overlap: boolean;
   readonly #buckets: Bucket[] = [];
   readonly #bucketOf = new Map<Parameter, number>();
   readonly #final = new Set<Parameter>();
@@ -40,7 +52,9 @@ export class GradientBuckets {
   /** How the last finish() went: buckets in all, and those started before it (during backward). */
   readonly stats = { buckets: 0, startedDuringBackward: 0 };
 
-  constructor(readonly comm: Collectives, readonly model: VisionLanguageModel, bucketBytes = BUCKET_BYTES) {
+  constructor(readonly comm: Collectives, readonly model: VisionLanguageModel, options: GradientBucketOptions = {}) {
+    const bucketBytes = options.bucketBytes ?? BUCKET_BYTES;
+    this.overlap = options.overlap ?? model.engine.device.kind === 'cuda';
     const params = model.parameterStates().filter((p) => p.trainable).reverse();
     let bucket: Bucket = { params: [] }, bytes = 0;
     for (const p of params) {
@@ -65,6 +79,11 @@ export class GradientBuckets {
   async agree(finite: boolean): Promise<boolean> {
     this.#agreed ??= (await this.comm.allReduceValues([finite ? 0 : 1], 'max'))[0] === 0;
     return this.#agreed;
+  }
+
+  /** The backward options of the update's last backward: overlapped, the hook; else none. */
+  async lastBackward(): Promise<{ onGradients: (params: readonly Parameter[]) => void } | undefined> {
+    return this.overlap && (await this.agree(true)) ? { onGradients: this.final } : undefined;
   }
 
   /** The backward hook: these parameters' gradients are final (their producers are queued). */

@@ -70,12 +70,12 @@ export interface ParallelUpdate {
 }
 
 /**
- * The backward options of a micro-batch: with data parallelism the last one reports its finished
- * gradients to the update's buckets (their all-reduce overlaps the rest of backward) once every
- * rank has reached its last backward with finite losses.
+ * The backward options of a micro-batch: with data parallelism and overlap the last one reports
+ * its finished gradients to the update's buckets (their all-reduce overlaps the rest of backward)
+ * once every rank has reached its last backward with finite losses.
  */
 async function backwardOptions(buckets: GradientBuckets | undefined, last: boolean): Promise<BackwardOptions | undefined> {
-  return buckets && last && (await buckets.agree(true)) ? { onGradients: buckets.final } : undefined;
+  return buckets && last ? buckets.lastBackward() : undefined;
 }
 
 /**
