@@ -7,6 +7,8 @@
 //   engine's other ops (a gradient all-reduce queued after backward sees the finished gradients)
 //   and return at once. Their failures arrive as every op's do: on the outputs (readback rejects)
 //   and once at the next synchronize(), as R1VError('DISTRIBUTED').
+// - allReduceStart is allReduce overlapped with the engine's later ops (its exchange runs on the
+//   engine's side stream); wait() queues its end. The gradient buckets of data parallelism use it.
 // - Host collectives (values, bytes, barrier) return Promises; they run off the JavaScript thread.
 // - Every collective has a deadline (timeoutMs from when its work starts). A timeout fails it
 //   naming the rank, the collective, the element count and the timeout, and breaks the
