@@ -239,17 +239,18 @@ describe('r1v command line', function () {
     assert.deepEqual([vlm.manifest, vlm.trainerState, vlm.runDir], [null, null, null]);
   });
 
-  it('launch prints the mpirun command of a data-parallel run; --run runs it (2 ranks, when Open MPI is here)', async function () {
+  it('launch prints the mpirun command of a data-parallel run; --run runs it, the optimizer state sharded (2 ranks, when Open MPI is here)', async function () {
     const printed = await r1v(['launch', '-n', '3', '--hostfile', 'hosts', ws.files.short]);
     assert.equal(printed.code, 0, printed.stderr);
     assert.match(printed.stdout.trim(), new RegExp(`^mpirun -np 3 --hostfile hosts .*\\S+ \\S*lib/cli/main\\.ts train ${ws.files.short.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} --distributed$`));
     assertBadInput(await r1v(['launch', '-n', 'two', ws.files.short]), /--ranks must be an integer ≥ 1, got 'two'/);
     assertBadInput(await r1v(['launch', '-n', '2']), /give a training config or --resume/);
+    assertBadInput(await r1v(['train', ws.files.short, '--shard-optimizer']), /--shard-optimizer and --\(no-\)overlap-gradients go with --distributed/);
     const why = whyNoMpi();
     if (why && process.env.R1V_REQUIRE_MPI === '1') assert.fail(`R1V_REQUIRE_MPI=1: ${why}`);
     if (why) return this.skip();
     const dir = join(ws.dir, 'runs', 'launched');
-    const ran = await r1v(['launch', '-n', '2', '--mpirun-args', '--oversubscribe --bind-to none', '--out', dir, '--run', ws.files.short]);
+    const ran = await r1v(['launch', '-n', '2', '--mpirun-args', '--oversubscribe --bind-to none', '--out', dir, '--shard-optimizer', '--run', ws.files.short]);
     assert.equal(ran.code, 0, ran.stderr);
     assert.deepEqual(await metricSteps(dir), range(1, ws.shortSteps));
     assert.equal(await latestStep(dir), ws.shortSteps);

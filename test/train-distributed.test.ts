@@ -11,6 +11,8 @@
 //   holds the ranks to it (and the whole parameter vector to 2e-6);
 // - a stop asked on rank 0 stops both ranks after the same step, and the checkpoint written at
 //   world size 2 resumes at world size 1;
+// - with the optimizer state sharded (ZeRO-1) the parameters are bitwise those of the replicated
+//   state, and the checkpoints hold the whole state (a sharded run resumes at world size 1);
 // - a rank killed mid-job ends the job with a message naming it.
 import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -146,6 +148,24 @@ describe('train: data parallel under mpirun (2 ranks, CPU)', function () {
     assert.equal(resumed.code, 0, resumed.output);
     assert.equal(resumed.lines[0]!.steps, 5);
     assertSameUpToRounding('stopped at 2 ranks, resumed at 1, vs 1 process', worstRelative(single, await finalParameters(join(runs, 'stopped'))), floor);
+  });
+
+  it('ZeRO-1: with the optimizer state sharded, the same parameters bitwise; a sharded run stopped at 2 ranks resumes at 1', async () => {
+    const [plain, zero] = [await job(2, { R1V_DP_RUN: join(runs, 'two-plain') }), await job(2, { R1V_DP_RUN: join(runs, 'two-zero'), R1V_DP_ZERO: '1' })];
+    assert.equal(plain.code, 0, plain.output);
+    assert.equal(zero.code, 0, zero.output);
+    const [a, b] = [await finalParameters(join(runs, 'two-plain')), await finalParameters(join(runs, 'two-zero'))];
+    for (const [name, x] of a) assert.deepEqual(b.get(name), x, `${name}: sharded vs replicated optimizer state`);
+    // the checkpoints hold the whole optimizer state: stopped at 2 ranks and resumed at 1, as one process
+    const stopped = await job(2, { R1V_DP_RUN: join(runs, 'zero-stopped'), R1V_DP_ZERO: '1', R1V_DP_STOP_AFTER: '3' });
+    assert.equal(stopped.code, 0, stopped.output);
+    const state = await readFile(join((await latestCheckpointDir(join(runs, 'zero-stopped')))!, 'optimizer.safetensors'));
+    const full = await readFile(join((await latestCheckpointDir(join(runs, 'two-plain')))!, 'optimizer.safetensors'));
+    assert.equal(state.length, full.length, 'a sharded run saves the whole optimizer state');
+    const resumed = await job(1, { R1V_DP_RUN: join(runs, 'zero-stopped'), R1V_DP_RESUME: '1' });
+    assert.equal(resumed.code, 0, resumed.output);
+    assert.equal(resumed.lines[0]!.steps, 5);
+    assertSameUpToRounding('sharded, stopped at 2 ranks, resumed at 1, vs 1 process', worstRelative(single, await finalParameters(join(runs, 'zero-stopped'))), floor);
   });
 
   it('a rank killed mid-job ends the job with a message naming it, not a hang', async () => {

@@ -9,6 +9,13 @@
 // different steps, e.g. a save killed between the two). A state without an id (older files) loads
 // with a warning. Loading also refuses states no optimizer can produce: non-finite moments,
 // negative second moments, step counts that are not non-negative integers.
+//
+// Sharded (ZeRO-1, `shard()`): in a data-parallel job each parameter's state lives on one rank,
+// its owner, which alone updates it and then broadcasts the new weights (and f32 master copies);
+// the gradients are already summed on every rank, so the global norm, the clipping and the skip
+// decision are the same everywhere, and the weights come out bitwise as unsharded. Saving needs
+// the whole state: gatherShards() copies every owner's state to every rank (call it on all ranks
+// before rank 0 saves, then releaseForeign()), so a saved state is the same at any world size.
 import path from 'node:path';
 
 import { R1VError } from '../core/errors.js';
@@ -49,7 +56,7 @@ export interface StepOptions {
 export interface StepResult {
   /** The global L2 norm of the gradients before clipping. */
   gradNorm: number;
-  /** How many parameters were updated (those with a gradient). */
+  /** How many parameters were updated (those with a gradient; sharded: those this rank owns). */
   updated: number;
   /** The update was skipped: skipNonFinite and a non-finite gradient norm. */
   skipped: boolean;
@@ -59,6 +66,20 @@ interface State {
   m: Tensor<'f32'>;
   v: Tensor<'f32'>;
   step: number;
+}
+
+/** What sharding needs of a communicator (lib/ops/collectives.ts Communicator is one). */
+export interface ShardCollectives {
+  readonly rank: number;
+  readonly worldSize: number;
+  broadcast(tensors: readonly Tensor[], options: { root: number }): void;
+  allReduceValues(values: readonly number[], op?: 'sum' | 'max' | 'min'): Promise<Float64Array>;
+}
+
+/** ZeRO-1: which rank owns each parameter's state (the same answer on every rank). */
+export interface OptimizerShard {
+  comm: ShardCollectives;
+  ownerOf(name: string): number;
 }
 
 const STATE_FILE = 'optimizer.safetensors';
@@ -89,6 +110,7 @@ export class AdamW {
   readonly eps: number;
   readonly weightDecay: number;
   readonly #state = new Map<string, State>();
+  #shard: OptimizerShard | undefined;
 
   constructor(model: VisionLanguageModel, options: AdamWOptions = {}) {
     const fn = 'AdamW';
@@ -121,9 +143,10 @@ export class AdamW {
     const max = o.maxGradNorm === undefined ? undefined : is.number(o.maxGradNorm, 'maxGradNorm', fn, { above: 0 });
     const skipNonFinite = is.optionalBoolean(o.skipNonFinite, 'skipNonFinite', fn, false);
     is.number(this.lr, 'lr', fn, { min: 0 });
-    const params = this.model.parameterStates().filter((p) => p.trainable && p.grad);
-    if (params.length === 0) return { gradNorm: 0, updated: 0, skipped: false };
-    const squares = ops.sumOfSquares(params.map((p) => p.grad!));
+    const all = this.model.parameterStates().filter((p) => p.trainable && p.grad);
+    if (all.length === 0) return { gradNorm: 0, updated: 0, skipped: false };
+    const params = all.filter((p) => this.#owns(p.name));
+    const squares = ops.sumOfSquares(all.map((p) => p.grad!));
     const gradNorm = Math.sqrt((await squares.toArray())[0]!);
     squares.dispose();
     if (skipNonFinite && !Number.isFinite(gradNorm)) return { gradNorm, updated: 0, skipped: true };
@@ -145,9 +168,76 @@ export class AdamW {
     for (const [step, groups] of byStep) {
       ops.adamwStep(groups, { lr: this.lr, step, beta1: this.beta1, beta2: this.beta2, eps: this.eps, weightDecay: this.weightDecay, gradScale });
     }
+    if (this.#shard) this.#broadcastFromOwners(all, this.#shard);
     this.model.weightsChanged();
     await this.model.engine.synchronize();
     return { gradNorm, updated: params.length, skipped: false };
+  }
+
+  /**
+   * ZeRO-1: from now on this optimizer keeps state for, and updates, only the parameters this
+   * rank owns; the state of the others is freed. Every rank of the job must shard alike.
+   */
+  shard(shard: OptimizerShard): void {
+    this.#shard = shard;
+    this.releaseForeign();
+  }
+
+  /** How many f32 values of state this optimizer holds (both moments). */
+  get stateElements(): number {
+    let n = 0;
+    for (const s of this.#state.values()) n += s.m.numel + s.v.numel;
+    return n;
+  }
+
+  #owns(name: string): boolean {
+    return !this.#shard || this.#shard.ownerOf(name) === this.#shard.comm.rank;
+  }
+
+  /** The updated weights (and master copies) from their owners, one broadcast per owner. */
+  #broadcastFromOwners(updated: readonly Parameter[], shard: OptimizerShard): void {
+    for (let root = 0; root < shard.comm.worldSize; root++) {
+      const tensors = updated.filter((p) => shard.ownerOf(p.name) === root).flatMap((p) => (p.master ? [p.value, p.master] : [p.value]));
+      if (tensors.length > 0) shard.comm.broadcast(tensors, { root });
+    }
+  }
+
+  /**
+   * Sharded: copies every owner's state to every rank (step counts agreed first), so that save()
+   * writes the whole state. Call on every rank; releaseForeign() afterwards frees the copies.
+   */
+  async gatherShards(): Promise<void> {
+    const shard = this.#shard;
+    if (!shard) return;
+    const names = this.model.parameterStates().map((p) => p.name);
+    const steps = await shard.comm.allReduceValues(names.map((n) => (this.#owns(n) ? this.#state.get(n)?.step ?? 0 : 0)), 'max');
+    for (let root = 0; root < shard.comm.worldSize; root++) {
+      const tensors: Tensor[] = [];
+      names.forEach((name, i) => {
+        if (shard.ownerOf(name) !== root || steps[i]! === 0) return;
+        if (root !== shard.comm.rank) {
+          this.#dropState(name);
+          const shape = [...this.model.parameterStates()[i]!.shape];
+          this.#state.set(name, { m: this.model.engine.zeros(shape), v: this.model.engine.zeros(shape), step: steps[i]! });
+        }
+        const s = this.#state.get(name)!;
+        tensors.push(s.m, s.v);
+      });
+      if (tensors.length > 0) shard.comm.broadcast(tensors, { root });
+    }
+  }
+
+  /** Sharded: frees the state of the parameters other ranks own (after gatherShards or load). */
+  releaseForeign(): void {
+    for (const name of [...this.#state.keys()]) if (!this.#owns(name)) this.#dropState(name);
+  }
+
+  #dropState(name: string): void {
+    const s = this.#state.get(name);
+    if (!s) return;
+    s.m.dispose();
+    s.v.dispose();
+    this.#state.delete(name);
   }
 
   /** Drops the model's gradients (same as model.zeroGrad()). */

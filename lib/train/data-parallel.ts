@@ -22,6 +22,7 @@ import * as is from '../core/validate.js';
 import type { Tensor } from '../core/tensor.js';
 import type { DatasetRow } from '../data/dataset.js';
 import type { VisionLanguageModel } from '../model/model.js';
+import type { AdamW } from '../optim/adamw.js';
 import { BUCKET_BYTES, GradientBuckets, type GradientBucketOptions } from './gradient-buckets.js';
 import type { RolloutSample } from './samples.js';
 
@@ -73,16 +74,24 @@ function decode<T>(bytes: Uint8Array): T {
   return JSON.parse(new TextDecoder().decode(bytes)) as T;
 }
 
-/** How the gradients travel (gradient-buckets.ts). */
-export type DataParallelOptions = GradientBucketOptions;
+/** How the gradients travel (gradient-buckets.ts), and whether the optimizer state is sharded. */
+export interface DataParallelOptions extends GradientBucketOptions {
+  /**
+   * ZeRO-1: each parameter's optimizer state (AdamW's two f32 moments) lives on one rank, which
+   * updates it and broadcasts the new weights; about 1/N of the state per rank. Default false.
+   */
+  shardOptimizer?: boolean;
+}
 
 export class DataParallel {
-  readonly gradients: DataParallelOptions;
+  readonly gradients: GradientBucketOptions;
+  readonly shardsOptimizer: boolean;
   #lastBuckets: GradientBuckets | undefined;
 
   constructor(readonly comm: Collectives, options: DataParallelOptions = {}) {
     const fn = 'DataParallel';
-    const o = is.options(options, ['bucketBytes', 'overlap'], fn);
+    const o = is.options(options, ['bucketBytes', 'overlap', 'shardOptimizer'], fn);
+    this.shardsOptimizer = is.optionalBoolean(o.shardOptimizer, 'shardOptimizer', fn, false);
     this.gradients = {
       bucketBytes: is.optionalNumber(o.bucketBytes, 'bucketBytes', fn, BUCKET_BYTES, { integer: true, min: 1 }),
       ...(o.overlap !== undefined ? { overlap: is.boolean(o.overlap, 'overlap', fn) } : {}),
@@ -161,6 +170,23 @@ export class DataParallel {
   /** The last update's gradient buckets: how many, and how many started during backward. */
   get gradientStats(): { buckets: number; startedDuringBackward: number } | undefined {
     return this.#lastBuckets && { ...this.#lastBuckets.stats };
+  }
+
+  /**
+   * ZeRO-1 (when shardOptimizer): the optimizer keeps the state of this rank's parameters only.
+   * Owners are given greedily, in the model's parameter order, to the rank with the fewest
+   * elements so far, so every rank computes the same owners.
+   */
+  shardOptimizer(optimizer: AdamW): void {
+    if (!this.shardsOptimizer || this.worldSize === 1) return;
+    const load = new Array<number>(this.worldSize).fill(0);
+    const owner = new Map<string, number>();
+    for (const p of optimizer.model.parameterStates()) {
+      const r = load.indexOf(Math.min(...load));
+      owner.set(p.name, r);
+      if (p.trainable) load[r]! += p.value.numel;
+    }
+    optimizer.shard({ comm: this.comm, ownerOf: (name) => owner.get(name) ?? 0 });
   }
 
   /** Rank 0's weights (and f32 master copies) on every rank: the ranks start from the same point. */

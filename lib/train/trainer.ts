@@ -208,6 +208,8 @@ export class Trainer {
       stageDir: path.join(this.runDir, 'stages', `${index}-${c.name}`), resumeFrom,
     }));
     if (ctx.critic) this.#dp?.broadcastParameters(ctx.critic.model);
+    // ZeRO-1: each rank keeps its parameters' optimizer state (a resumed state was loaded whole)
+    for (const o of [ctx.optimizer, ctx.critic?.optimizer]) if (o) this.#dp?.shardOptimizer(o);
     if (resumeFrom) ctx.sampler.restore(this.state.cursor);
     return ctx;
   }
@@ -315,18 +317,25 @@ export class Trainer {
     const started = performance.now();
     const metrics = await this.evaluate();
     const stage = this.#stage;
+    // a sharded optimizer state is gathered whole for the save, on every rank, and let go after
+    const optimizers = stage ? [stage.optimizer, stage.critic?.optimizer].filter((o) => o !== undefined) : [];
+    for (const o of optimizers) await o.gatherShards();
     // rank 0 writes the checkpoint; the others wait for it (and fail with it)
-    const info = await mainFirst(this.#dp, async (isMain) => (!isMain ? undefined : this.store.save(this.state.step, async (dir) => {
-      await this.model.save(dir);
-      if (stage) await stage.optimizer.save(dir);
-      if (stage?.critic) {
-        await stage.critic.model.save(path.join(dir, 'critic'));
-        await stage.critic.optimizer.save(path.join(dir, 'critic'));
-      }
-      await writeState(dir, { ...this.state, history: [...this.state.history, { step: this.state.step, stage: this.state.stageName, metrics }] });
-    }, metrics)));
-    this.state.history.push({ step: this.state.step, stage: this.state.stageName, metrics });
-    if (info) this.#log(`checkpoint ${info.dir}: ${Object.entries(metrics).map(([k, x]) => `${k} ${x.toFixed(3)}`).join(', ')}`);
+    try {
+      const info = await mainFirst(this.#dp, async (isMain) => (!isMain ? undefined : this.store.save(this.state.step, async (dir) => {
+        await this.model.save(dir);
+        if (stage) await stage.optimizer.save(dir);
+        if (stage?.critic) {
+          await stage.critic.model.save(path.join(dir, 'critic'));
+          await stage.critic.optimizer.save(path.join(dir, 'critic'));
+        }
+        await writeState(dir, { ...this.state, history: [...this.state.history, { step: this.state.step, stage: this.state.stageName, metrics }] });
+      }, metrics)));
+      this.state.history.push({ step: this.state.step, stage: this.state.stageName, metrics });
+      if (info) this.#log(`checkpoint ${info.dir}: ${Object.entries(metrics).map(([k, x]) => `${k} ${x.toFixed(3)}`).join(', ')}`);
+    } finally {
+      for (const o of optimizers) o.releaseForeign();
+    }
     return performance.now() - started;
   }
 

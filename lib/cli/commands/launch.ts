@@ -16,6 +16,7 @@ interface LaunchOptions {
   device?: string;
   out?: string;
   mpirunArgs?: string;
+  shardOptimizer?: boolean;
   run?: boolean;
 }
 
@@ -30,6 +31,7 @@ export function register(program: Command): void {
     .option('--device <device>', "every rank's device: cpu, or cuda (each rank takes the GPU of its local rank)")
     .option('--out <runDir>', 'run directory of a new run (overrides run.dir of the config)')
     .option('--mpirun-args <args>', "more arguments for mpirun, e.g. '-x NCCL_SOCKET_IFNAME=eth0'")
+    .option('--shard-optimizer', "each rank keeps 1/N of the optimizer state (ZeRO-1; r1v train's --shard-optimizer)")
     .option('--run', 'run the command instead of printing it')
     .addHelpText('after', [
       '',
@@ -54,6 +56,7 @@ export function launchCommand(config: string | undefined, o: LaunchOptions): str
   const train = [process.execPath, ...process.execArgv, cli, 'train', ...(config !== undefined ? [config] : ['--resume', o.resume!]), '--distributed'];
   if (o.device !== undefined) train.push('--device', o.device);
   if (o.out !== undefined) train.push('--out', o.out);
+  if (o.shardOptimizer) train.push('--shard-optimizer');
   return [...mpirun, ...train];
 }
 

@@ -31,6 +31,8 @@ interface TrainOptions {
   device?: string;
   out?: string;
   distributed?: boolean;
+  shardOptimizer?: boolean;
+  overlapGradients?: boolean;
 }
 
 export function register(program: Command): void {
@@ -42,6 +44,9 @@ export function register(program: Command): void {
     .addOption(deviceOption("device (default: the config's)"))
     .option('--out <runDir>', 'run directory of a new run (overrides run.dir of the config)')
     .option('--distributed', 'run as one rank of an mpirun job: mpirun -np N r1v train <config> --distributed (docs/distributed.md)')
+    .option('--shard-optimizer', 'with --distributed: each rank keeps 1/N of the optimizer state (ZeRO-1)')
+    .option('--overlap-gradients', 'with --distributed: sum the gradients during backward (default: on CUDA only)')
+    .option('--no-overlap-gradients', 'with --distributed: sum the gradients after backward')
     .addHelpText('after', [
       '',
       'Examples:',
@@ -59,7 +64,10 @@ export function register(program: Command): void {
 /** The trainer module, loaded on use: the rewards behind it take seconds to import (mathjs). */
 const trainerModule = () => import('../../train/trainer.js');
 
-interface RunOptions { signal: AbortSignal; log: (line: string) => void; logSteps: boolean; communicator?: Communicator }
+interface RunOptions {
+  signal: AbortSignal; log: (line: string) => void; logSteps: boolean; communicator?: Communicator;
+  dataParallel?: { shardOptimizer?: boolean; overlap?: boolean };
+}
 
 async function openTrainer(configFile: string | undefined, o: TrainOptions, run: RunOptions): Promise<{ trainer: Trainer; engine?: Engine }> {
   if (configFile !== undefined && o.resume !== undefined) throw new InputError(`give a training config or --resume <runDir>, not both (${configFile}, --resume ${o.resume})`);
@@ -105,7 +113,13 @@ function printSummary(trainer: Trainer, summary: TrainSummary): void {
   console.log(`best checkpoint: ${summary.best ? `${summary.best.dir} (${selectBy} ${summary.best.metrics[selectBy]!.toFixed(4)})` : `none (no checkpoint has ${selectBy})`}`);
 }
 
+function dataParallelOptions(o: TrainOptions): { shardOptimizer?: boolean; overlap?: boolean } {
+  if (!o.distributed && (o.shardOptimizer || o.overlapGradients !== undefined)) throw new InputError('--shard-optimizer and --(no-)overlap-gradients go with --distributed');
+  return { ...(o.shardOptimizer ? { shardOptimizer: true } : {}), ...(o.overlapGradients !== undefined ? { overlap: o.overlapGradients } : {}) };
+}
+
 async function train(configFile: string | undefined, o: TrainOptions): Promise<void> {
+  dataParallelOptions(o);
   const communicator = o.distributed ? Communicator.world() : undefined;
   const isMain = (communicator?.rank ?? 0) === 0;
   // the other ranks print only their own events (prefixed with their rank by the trainer)
@@ -114,7 +128,7 @@ async function train(configFile: string | undefined, o: TrainOptions): Promise<v
   try {
     const { trainer, engine } = await loadingInput(() => openTrainer(configFile, o, {
       signal: interrupt.signal, log: (line) => progress.log(line), logSteps: process.stderr.isTTY !== true,
-      ...(communicator ? { communicator } : {}),
+      ...(communicator ? { communicator, dataParallel: dataParallelOptions(o) } : {}),
     }));
     try {
       let stage = trainer.state.stage;

@@ -1,7 +1,10 @@
-// GradientBuckets (lib/train/gradient-buckets.ts) in one process: rank 0 of a world of 2 whose
-// peer contributes nothing (its collectives are the world of one's), so the summed gradients must
-// be exactly this process's own, and a parameter without a gradient here has none anywhere. What
-// is checked against a plain backward of the same model and batches:
+// Data parallelism's pieces in one process: rank 0 of a world of 2 whose peer contributes nothing
+// (its collectives are the world of one's). The mpirun tests (train-distributed.test.ts) check
+// the whole; these check what a real peer would hide.
+//
+// GradientBuckets (lib/train/gradient-buckets.ts): the summed gradients must be exactly this
+// process's own, and a parameter without a gradient here has none anywhere. Against a plain
+// backward of the same model and batches:
 // - the gradients after finish() are bitwise those of the plain run, and the same parameters
 //   have one (vision and connector have none after a text-only batch);
 // - every bucket starts only once its gradients are final: a copy queued at its start equals the
@@ -9,10 +12,15 @@
 // - with overlap, most buckets start during backward, in plan order, every one exactly once;
 //   without (the CPU's default), all in finish(), with the same sums;
 // - when the ranks do not agree (a rank stopped early), no bucket starts.
+//
+// A sharded AdamW (ZeRO-1, DataParallel.shardOptimizer): it updates exactly the parameters it owns
+// (bitwise as an unsharded AdamW), leaves the others to their owner's broadcast (here: unchanged),
+// and holds about half the state. (gatherShards needs the owners' step counts: the mpirun test
+// checks it, through the size of the saved state and a resume at world size 1.)
 import assert from 'node:assert/strict';
 
 import {
-  Communicator, Engine, GradientBuckets, ops, VisionLanguageModel, type Batch, type Collectives, type Tensor,
+  AdamW, Communicator, DataParallel, Engine, GradientBuckets, ops, VisionLanguageModel, type Batch, type Collectives, type Tensor,
 } from '../lib/index.js';
 import { makeBatch, quiet, scoredCount, tinyConfig } from './fixtures/tiny-vlm.js';
 import { rng } from './helpers.js';
@@ -32,7 +40,7 @@ class SilentPeer implements Collectives {
     return this.#world.allReduceStart(tensors, options);
   }
   broadcast(tensors: readonly Tensor[], options: { root: number }): void {
-    this.#world.broadcast(tensors, options);
+    this.#world.broadcast(tensors, { root: 0 });  // from either rank: this rank's own values
   }
   allReduceValues(values: Float64Array | readonly number[], op?: 'sum' | 'max' | 'min'): Promise<Float64Array> {
     return this.#world.allReduceValues(values, op);
@@ -66,7 +74,7 @@ async function backwardTwice(m: VisionLanguageModel, batches: Batch[], coefficie
   }
 }
 
-describe('train: gradient buckets (one process, a silent peer)', function () {
+describe('train: data parallel in one process (a silent peer)', function () {
   this.timeout(120_000);
   let e: Engine;
   beforeEach(() => {
@@ -118,6 +126,35 @@ describe('train: gradient buckets (one process, a silent peer)', function () {
       m.dispose();
     });
   }
+
+  it('a sharded AdamW updates its own parameters only (bitwise as unsharded) and holds about half the state', async () => {
+    const next = rng('shard-adamw');
+    const [m1, m2] = [VisionLanguageModel.create(e, tinyConfig(), { seed: 9, ...quiet }), VisionLanguageModel.create(e, tinyConfig(), { seed: 9, ...quiet })];
+    const batch = makeBatch(m1.config, next, 1);
+    const dLogprobs = Float32Array.from({ length: scoredCount(batch) }, () => next() - 0.5);
+    const values = async (m: VisionLanguageModel) => new Map(await Promise.all(m.parameters().map(async (p) => [p.name, await m.getParameter(p.name)] as const)));
+    const before = await values(m2);
+    const [plain, sharded] = [new AdamW(m1, { lr: 1e-2 }), new AdamW(m2, { lr: 1e-2 })];
+    new DataParallel(new SilentPeer(), { shardOptimizer: true }).shardOptimizer(sharded);
+    for (const m of [m1, m2]) await (await m.forward(batch, { grad: true })).backward({ dLogprobs });
+    const [a, b] = [await plain.step({ maxGradNorm: 0.5 }), await sharded.step({ maxGradNorm: 0.5 })];
+    assert.equal(b.gradNorm, a.gradNorm, 'the norm is over every gradient');
+    const [after1, after2] = [await values(m1), await values(m2)];
+    let own = 0, total = 0, owned = 0;
+    for (const [name, x] of after2) {
+      total += x.length;
+      if (before.get(name)!.every((v, i) => v === x[i])) continue;  // another rank's: its broadcast is this rank's own here
+      assert.deepEqual(x, after1.get(name), `${name}: updated as unsharded`);
+      own += x.length;
+      owned++;
+    }
+    assert.equal(owned, b.updated);
+    assert.equal(sharded.stateElements, 2 * own, 'state for the own parameters only');
+    assert.equal(plain.stateElements, 2 * total);
+    assert.ok(own > 0.3 * total && own < 0.7 * total, `rank 0 owns ${own} of ${total} elements`);
+    for (const o of [plain, sharded]) o.dispose();
+    for (const m of [m1, m2]) m.dispose();
+  });
 
   it('starts nothing when the ranks do not agree (a rank stopped early)', async () => {
     const next = rng('buckets-disagree');
