@@ -109,14 +109,14 @@ describe('train: data parallel in one process (a silent peer)', function () {
       assert.equal(peer.starts.length, count, 'every bucket started once');
       if (variant.overlap) assert.ok(count >= 8 && startedDuringBackward >= count / 2, JSON.stringify(buckets.stats));
       else assert.equal(startedDuringBackward, 0, 'without overlap every bucket starts in finish()');
-      // each start holds its parameters' gradients, then the flags; a gradient replaced after its
-      // start (added to) would no longer be the parameter's, so each one must be found here
+      // each start holds its parameters' gradients (the last one then the flags); a gradient
+      // replaced after its start (added to) would no longer be the parameter's, so each one must be found here
       const final = new Map<Tensor, string>(m.parameterStates().flatMap((p) => (p.grad ? [[p.grad, p.name] as [Tensor, string]] : [])));
       const found = new Set<string>();
       for (const start of peer.starts) {
-        for (const [i, t] of start.tensors.slice(0, -1).entries()) {
+        for (const [i, t] of start.tensors.entries()) {
           const name = final.get(t);
-          if (name === undefined) continue;  // a parameter without a gradient (its zeros, since dropped)
+          if (name === undefined) continue;  // the flags, or a parameter without a gradient (its zeros, since dropped)
           found.add(name);
           assert.deepEqual(await start.copies[i]!.toArray(), await t.toArray(), `${name}: final when its bucket started`);
         }

@@ -18,7 +18,7 @@
 // Argument checks are here (lib/core/validate.ts); the agreement of the ranks on dtype, element
 // count and root is checked natively before any data moves (native/collectives/communicator.h).
 import { R1VError } from '../core/errors.js';
-import { native, type NativeCommunicatorInfo } from '../core/native.js';
+import { native, type NativeCommunicatorInfo, type NativeTensor } from '../core/native.js';
 import type { Tensor } from '../core/tensor.js';
 import * as check from '../core/validate.js';
 import { tensorArg, wrap } from './common.js';
@@ -82,9 +82,7 @@ export class Communicator {
    */
   allReduce(tensors: readonly Tensor[], options?: { op?: ReduceOp }): void {
     const fn = 'allReduce';
-    const list = this.#tensors(tensors, fn);
-    for (const [i, t] of list.entries()) reducible(t, `${fn}: tensors[${i}]`);
-    native().commAllReduce(list.map((t) => t.handle), reduceOp(options, fn));
+    native().commAllReduce(this.#reducible(tensors, fn), reduceOp(options, fn));
   }
 
   /**
@@ -97,17 +95,8 @@ export class Communicator {
    */
   allReduceStart(tensors: readonly Tensor[], options?: { op?: ReduceOp }): StartedCollective {
     const fn = 'allReduceStart';
-    const list = this.#tensors(tensors, fn);
-    for (const [i, t] of list.entries()) reducible(t, `${fn}: tensors[${i}]`);
-    const id = native().commAllReduceStart(list.map((t) => t.handle), reduceOp(options, fn));
-    let waited = false;
-    return {
-      wait: () => {
-        if (waited) check.fail('wait', 'this collective was already waited for');
-        native().commWait(id);
-        waited = true;
-      },
-    };
+    const id = native().commAllReduceStart(this.#reducible(tensors, fn), reduceOp(options, fn));
+    return { wait: () => native().commWait(id) };
   }
 
   /** Root's values into every rank's tensors, IN PLACE; any dtype. Queued. */
@@ -195,6 +184,13 @@ export class Communicator {
       if (t.engine !== list[0]!.engine) check.fail(fn, `tensors[${i}] (${t.device}) and tensors[0] (${list[0]!.device}) belong to different engines`, 'DEVICE');
     }
     return list;
+  }
+
+  /** The native handles of a list that an all-reduce takes (see reducible). */
+  #reducible(tensors: readonly Tensor[], fn: string): NativeTensor[] {
+    const list = this.#tensors(tensors, fn);
+    for (const [i, t] of list.entries()) reducible(t, `${fn}: tensors[${i}]`);
+    return list.map((t) => t.handle);
   }
 
   #root(root: unknown, fn: string): number {

@@ -209,16 +209,15 @@ export class AdamW {
   async gatherShards(): Promise<void> {
     const shard = this.#shard;
     if (!shard) return;
-    const names = this.model.parameterStates().map((p) => p.name);
-    const steps = await shard.comm.allReduceValues(names.map((n) => (this.#owns(n) ? this.#state.get(n)?.step ?? 0 : 0)), 'max');
+    const params = this.model.parameterStates();
+    const steps = await shard.comm.allReduceValues(params.map((p) => (this.#owns(p.name) ? this.#state.get(p.name)?.step ?? 0 : 0)), 'max');
     for (let root = 0; root < shard.comm.worldSize; root++) {
       const tensors: Tensor[] = [];
-      names.forEach((name, i) => {
+      params.forEach(({ name, shape }, i) => {
         if (shard.ownerOf(name) !== root || steps[i]! === 0) return;
         if (root !== shard.comm.rank) {
           this.#dropState(name);
-          const shape = [...this.model.parameterStates()[i]!.shape];
-          this.#state.set(name, { m: this.model.engine.zeros(shape), v: this.model.engine.zeros(shape), step: steps[i]! });
+          this.#state.set(name, { m: this.model.engine.zeros([...shape]), v: this.model.engine.zeros([...shape]), step: steps[i]! });
         }
         const s = this.#state.get(name)!;
         tensors.push(s.m, s.v);
@@ -369,10 +368,6 @@ export class AdamW {
 
   /** Frees the optimizer state. */
   dispose(): void {
-    for (const s of this.#state.values()) {
-      s.m.dispose();
-      s.v.dispose();
-    }
-    this.#state.clear();
+    for (const name of [...this.#state.keys()]) this.#dropState(name);
   }
 }

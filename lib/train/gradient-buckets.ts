@@ -17,9 +17,10 @@
 //   agree     before any bucket starts, the ranks agree that every one of them reached its last
 //             backward with finite losses (one small all-reduce); if one did not, no bucket
 //             starts, and the step is skipped alike everywhere.
-//   absent    a parameter without a gradient on this rank takes part with zeros. Each bucket
-//             carries one flag per parameter (1: this rank has a gradient), summed with it; a
-//             parameter no rank has a gradient for is left without one, as one process would.
+//   absent    a parameter without a gradient on this rank takes part with zeros. The last bucket
+//             also carries one flag per planned parameter (1: this rank had a gradient when its
+//             bucket started), summed with it; a parameter no rank has a gradient for is left
+//             without one, as one process would.
 import { DTYPE_BYTES, type Tensor } from '../core/tensor.js';
 import type { VisionLanguageModel } from '../model/model.js';
 import type { Parameter } from '../model/parameters.js';
@@ -30,8 +31,8 @@ export const BUCKET_BYTES = 32 << 20;
 
 interface Bucket {
   params: Parameter[];
-  /** Started: its flags tensor and the handle to wait for. */
-  started?: { flags: Tensor<'f32'>; wait(): void };
+  /** Started: the handle to wait for. */
+  started?: { wait(): void };
 }
 
 export interface GradientBucketOptions {
@@ -45,8 +46,13 @@ export class GradientBuckets {
   /** Whether buckets start during backward (else all after it, in finish()). */
   readonly overlap: boolean;
   readonly #buckets: Bucket[] = [];
-  readonly #bucketOf = new Map<Parameter, number>();
+  /** The planned parameters, in plan order (the buckets' in turn). */
+  readonly #plan: Parameter[];
   readonly #final = new Set<Parameter>();
+  /** Per planned parameter, in plan order, as its bucket started: 1 when this rank had a gradient. */
+  readonly #hadGradient: number[] = [];
+  /** The flags the last bucket carries. */
+  #flags: Tensor<'f32'> | undefined;
   #next = 0;
   #agreed: boolean | undefined;
   /** How the last finish() went: buckets in all, and those started before it (during backward). */
@@ -55,11 +61,10 @@ export class GradientBuckets {
   constructor(readonly comm: Collectives, readonly model: VisionLanguageModel, options: GradientBucketOptions = {}) {
     const bucketBytes = options.bucketBytes ?? BUCKET_BYTES;
     this.overlap = options.overlap ?? model.engine.device.kind === 'cuda';
-    const params = model.parameterStates().filter((p) => p.trainable).reverse();
+    this.#plan = model.parameterStates().filter((p) => p.trainable).reverse();
     let bucket: Bucket = { params: [] }, bytes = 0;
-    for (const p of params) {
+    for (const p of this.#plan) {
       bucket.params.push(p);
-      this.#bucketOf.set(p, this.#buckets.length);
       bytes += p.value.numel * DTYPE_BYTES[p.value.dtype];
       if (bytes >= bucketBytes) {
         this.#buckets.push(bucket);
@@ -89,7 +94,7 @@ export class GradientBuckets {
   /** The backward hook: these parameters' gradients are final (their producers are queued). */
   readonly final = (params: readonly Parameter[]): void => {
     if (!this.#agreed) return;
-    for (const p of params) if (this.#bucketOf.has(p)) this.#final.add(p);
+    for (const p of params) this.#final.add(p);
     while (this.#next < this.#buckets.length && this.#buckets[this.#next]!.params.every((p) => this.#final.has(p))) {
       this.#start(this.#buckets[this.#next++]!);
     }
@@ -97,10 +102,16 @@ export class GradientBuckets {
 
   #start(bucket: Bucket): void {
     const engine = this.model.engine;
-    const flags = engine.tensor(Float32Array.from(bucket.params, (p) => (p.grad ? 1 : 0)), [bucket.params.length]);
-    for (const p of bucket.params) p.grad ??= engine.zeros(p.value.shape, { dtype: p.value.dtype });
-    const handle = this.comm.allReduceStart([...bucket.params.map((p) => p.grad!), flags], { op: 'sum' });
-    bucket.started = { flags, wait: () => handle.wait() };
+    for (const p of bucket.params) {
+      this.#hadGradient.push(p.grad ? 1 : 0);
+      p.grad ??= engine.zeros(p.value.shape, { dtype: p.value.dtype });
+    }
+    const tensors: Tensor[] = bucket.params.map((p) => p.grad!);
+    if (this.#next === this.#buckets.length) {
+      this.#flags = engine.tensor(Float32Array.from(this.#hadGradient), [this.#hadGradient.length]);
+      tensors.push(this.#flags);
+    }
+    bucket.started = this.comm.allReduceStart(tensors, { op: 'sum' });
   }
 
   /**
@@ -110,24 +121,22 @@ export class GradientBuckets {
    */
   async finish(): Promise<void> {
     this.stats.startedDuringBackward = this.#next;
-    this.final([...this.#bucketOf.keys()]);
+    this.final(this.#plan);
     for (const b of this.#buckets) b.started!.wait();
-    for (const b of this.#buckets) {
-      const flags = b.started!.flags;
-      b.started = undefined;
-      const counts = await flags.toArray();
-      flags.dispose();
-      b.params.forEach((p, i) => {
-        if (counts[i] === 0) {
-          p.grad!.dispose();
-          p.grad = undefined;
-        }
-      });
-    }
+    if (!this.#flags) return;  // nothing trainable
+    const counts = await this.#flags.toArray();
+    this.dispose();
+    this.#plan.forEach((p, i) => {
+      if (counts[i] === 0) {
+        p.grad!.dispose();
+        p.grad = undefined;
+      }
+    });
   }
 
-  /** Frees the flags of started buckets (an update that ended without finish()). */
+  /** Frees the flags (an update that ended without finish(), or after it). */
   dispose(): void {
-    for (const b of this.#buckets) b.started?.flags.dispose();
+    this.#flags?.dispose();
+    this.#flags = undefined;
   }
 }

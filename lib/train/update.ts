@@ -70,15 +70,6 @@ export interface ParallelUpdate {
 }
 
 /**
- * The backward options of a micro-batch: with data parallelism and overlap the last one reports
- * its finished gradients to the update's buckets (their all-reduce overlaps the rest of backward)
- * once every rank has reached its last backward with finite losses.
- */
-async function backwardOptions(buckets: GradientBuckets | undefined, last: boolean): Promise<BackwardOptions | undefined> {
-  return buckets && last ? buckets.lastBackward() : undefined;
-}
-
-/**
  * Ends an update: with data parallelism, the loss and metrics are summed over the ranks (each
  * rank's are its shares of the whole) and so are the gradients (the buckets started during the
  * last backward, then the rest); then an optimizer step unless the loss or the gradient norm is
@@ -100,6 +91,36 @@ async function finishStep(model: VisionLanguageModel, optimizer: Optimizer, loca
   const step = await optimizer.step({ ...(maxGradNorm !== undefined ? { maxGradNorm } : {}), skipNonFinite: true });
   model.zeroGrad();
   return { ...step, loss, metrics };
+}
+
+/**
+ * One micro-batch of an update: forward, loss, and backward with `backwardOptions()` (asked only
+ * once the micro-batch's loss is known finite); false stops the update (a non-finite loss).
+ */
+type MicroStep<T> = (micro: T[], backwardOptions: () => Promise<BackwardOptions | undefined>) => Promise<boolean>;
+
+/**
+ * The frame of every update: zeroGrad, the micro-batches in turn, then one step (finishStep). With
+ * data parallelism the update's gradient buckets live around it: the last micro-batch's backward
+ * reports its finished gradients to them (their all-reduce overlaps the rest of backward) once
+ * every rank has reached its last backward with finite losses.
+ */
+async function runUpdate<T extends Sequence>(model: VisionLanguageModel, optimizer: Optimizer, items: readonly T[],
+  o: { microBatchTokens: number; maxGradNorm?: number | undefined; parallel?: ParallelUpdate | undefined },
+  microStep: MicroStep<T>, local: () => { loss: number; metrics: Record<string, number> }): Promise<UpdateResult> {
+  model.zeroGrad();
+  const buckets = o.parallel?.dp.gradientBuckets(model);
+  try {
+    const micros = microBatches(items, sequenceTokens, o.microBatchTokens);
+    for (const [i, micro] of micros.entries()) {
+      const last = i === micros.length - 1;
+      if (!(await microStep(micro, async () => (buckets && last ? buckets.lastBackward() : undefined)))) break;
+    }
+    const step = await finishStep(model, optimizer, local(), o.maxGradNorm, o.parallel, buckets);
+    return { loss: step.loss, gradNorm: step.gradNorm, skipped: step.skipped, metrics: step.metrics };
+  } finally {
+    buckets?.dispose();
+  }
 }
 
 export interface PolicyUpdateOptions {
@@ -126,46 +147,38 @@ export async function policyUpdate(model: VisionLanguageModel, optimizer: Optimi
   const whole = o.parallel?.whole ?? { sequences: samples.length, tokens: samples.reduce((n, s) => n + s.responseIds.length, 0) };
   const means = new TokenMeans();
   let loss = 0;
-  model.zeroGrad();
-  const buckets = o.parallel?.dp.gradientBuckets(model);
-  try {
-    const micros = microBatches(samples, sequenceTokens, o.microBatchTokens);
-    for (const [index, micro] of micros.entries()) {
-      const batch = packSequences(micro);
-      if (a.kl && micro.some((s) => !s.refLogprobs)) {
-        const ref = await o.reference!.tokenStats(batch, { temperature: o.temperature });
-        const cu = responseOffsets(micro);
-        micro.forEach((s, i) => (s.refLogprobs = ref.logprobs.slice(cu[i]!, cu[i + 1]!)));
-      }
-      const f = await model.forward(batch, { grad: true, temperature: o.temperature });
-      const cuSeqlens = responseOffsets(micro);
-      if (!allFinite(f.logprobs, f.entropy)) {
-        f.dispose();
-        loss = NaN;
-        break;
-      }
-      const r = rl.policyLoss({
-        kind: a.loss, logprobs: f.logprobs, oldLogprobs: micro.every((s) => s.oldLogprobs) ? concatField(micro, (s) => s.oldLogprobs) : f.logprobs,
-        advantages: concatField(micro, (s) => s.advantages), cuSeqlens, aggregation: a.aggregation, maxLength: o.maxLength,
-        ...(a.loss !== 'pg' ? { clipLow: a.clipLow, clipHigh: a.clipHigh, ...(a.dualClip !== undefined ? { dualClip: a.dualClip } : {}) } : {}),
-        ...(a.kl ? { refLogprobs: concatField(micro, (s) => s.refLogprobs), kl: a.kl } : {}),
-        ...(a.entropyCoef > 0 ? { entropy: f.entropy, entropyCoef: a.entropyCoef } : {}),
-      });
-      const part = { sequences: micro.length, tokens: cuSeqlens[cuSeqlens.length - 1]! };
-      const share = microBatchShare(a.aggregation, part, whole);
-      loss += r.loss * share;
-      means.add({ ...r.metrics, tokenEntropy: f.entropy.reduce((x, y) => x + y, 0) / Math.max(1, part.tokens) }, part.tokens / whole.tokens);
-      if (!Number.isFinite(r.loss)) {
-        f.dispose();
-        break;
-      }
-      await f.backward({ dLogprobs: scaled(r.dLogprobs, share), dEntropy: scaled(r.dEntropy, share) }, await backwardOptions(buckets, index === micros.length - 1));
+  return runUpdate(model, optimizer, samples, o, async (micro, backwardOptions) => {
+    const batch = packSequences(micro);
+    if (a.kl && micro.some((s) => !s.refLogprobs)) {
+      const ref = await o.reference!.tokenStats(batch, { temperature: o.temperature });
+      const cu = responseOffsets(micro);
+      micro.forEach((s, i) => (s.refLogprobs = ref.logprobs.slice(cu[i]!, cu[i + 1]!)));
     }
-    const step = await finishStep(model, optimizer, { loss, metrics: means.result() }, o.maxGradNorm, o.parallel, buckets);
-    return { loss: step.loss, gradNorm: step.gradNorm, skipped: step.skipped, metrics: step.metrics };
-  } finally {
-    buckets?.dispose();
-  }
+    const f = await model.forward(batch, { grad: true, temperature: o.temperature });
+    const cuSeqlens = responseOffsets(micro);
+    if (!allFinite(f.logprobs, f.entropy)) {
+      f.dispose();
+      loss = NaN;
+      return false;
+    }
+    const r = rl.policyLoss({
+      kind: a.loss, logprobs: f.logprobs, oldLogprobs: micro.every((s) => s.oldLogprobs) ? concatField(micro, (s) => s.oldLogprobs) : f.logprobs,
+      advantages: concatField(micro, (s) => s.advantages), cuSeqlens, aggregation: a.aggregation, maxLength: o.maxLength,
+      ...(a.loss !== 'pg' ? { clipLow: a.clipLow, clipHigh: a.clipHigh, ...(a.dualClip !== undefined ? { dualClip: a.dualClip } : {}) } : {}),
+      ...(a.kl ? { refLogprobs: concatField(micro, (s) => s.refLogprobs), kl: a.kl } : {}),
+      ...(a.entropyCoef > 0 ? { entropy: f.entropy, entropyCoef: a.entropyCoef } : {}),
+    });
+    const part = { sequences: micro.length, tokens: cuSeqlens[cuSeqlens.length - 1]! };
+    const share = microBatchShare(a.aggregation, part, whole);
+    loss += r.loss * share;
+    means.add({ ...r.metrics, tokenEntropy: f.entropy.reduce((x, y) => x + y, 0) / Math.max(1, part.tokens) }, part.tokens / whole.tokens);
+    if (!Number.isFinite(r.loss)) {
+      f.dispose();
+      return false;
+    }
+    await f.backward({ dLogprobs: scaled(r.dLogprobs, share), dEntropy: scaled(r.dEntropy, share) }, await backwardOptions());
+    return true;
+  }, () => ({ loss, metrics: means.result() }));
 }
 
 export interface CriticUpdateOptions {
@@ -183,37 +196,29 @@ export async function criticUpdate(critic: VisionLanguageModel, optimizer: Optim
   const whole = o.parallel?.whole ?? { sequences: samples.length, tokens: samples.reduce((n, s) => n + s.responseIds.length, 0) };
   const means = new TokenMeans();
   let loss = 0;
-  critic.zeroGrad();
-  const buckets = o.parallel?.dp.gradientBuckets(critic);
-  try {
-    const micros = microBatches(samples, sequenceTokens, o.microBatchTokens);
-    for (const [i, micro] of micros.entries()) {
-      const f = await critic.forward(packSequences(micro), { grad: true, tokenStats: false });
-      const cuSeqlens = responseOffsets(micro);
-      if (!allFinite(f.values!)) {
-        f.dispose();
-        loss = NaN;
-        break;
-      }
-      const r = rl.valueLoss({
-        values: f.values!, oldValues: concatField(micro, (s) => s.values), returns: concatField(micro, (s) => s.returns),
-        cuSeqlens, clip: o.clip, aggregation: o.aggregation,
-      });
-      const part = { sequences: micro.length, tokens: cuSeqlens[cuSeqlens.length - 1]! };
-      const share = microBatchShare(o.aggregation, part, whole) * o.coef;
-      loss += r.loss * share;
-      means.add(r.metrics, part.tokens / whole.tokens);
-      if (!Number.isFinite(r.loss)) {
-        f.dispose();
-        break;
-      }
-      await f.backward({ dValues: scaled(r.dValues, share) }, await backwardOptions(buckets, i === micros.length - 1));
+  return runUpdate(critic, optimizer, samples, o, async (micro, backwardOptions) => {
+    const f = await critic.forward(packSequences(micro), { grad: true, tokenStats: false });
+    const cuSeqlens = responseOffsets(micro);
+    if (!allFinite(f.values!)) {
+      f.dispose();
+      loss = NaN;
+      return false;
     }
-    const step = await finishStep(critic, optimizer, { loss, metrics: means.result() }, o.maxGradNorm, o.parallel, buckets);
-    return { loss: step.loss, gradNorm: step.gradNorm, skipped: step.skipped, metrics: step.metrics };
-  } finally {
-    buckets?.dispose();
-  }
+    const r = rl.valueLoss({
+      values: f.values!, oldValues: concatField(micro, (s) => s.values), returns: concatField(micro, (s) => s.returns),
+      cuSeqlens, clip: o.clip, aggregation: o.aggregation,
+    });
+    const part = { sequences: micro.length, tokens: cuSeqlens[cuSeqlens.length - 1]! };
+    const share = microBatchShare(o.aggregation, part, whole) * o.coef;
+    loss += r.loss * share;
+    means.add(r.metrics, part.tokens / whole.tokens);
+    if (!Number.isFinite(r.loss)) {
+      f.dispose();
+      return false;
+    }
+    await f.backward({ dValues: scaled(r.dValues, share) }, await backwardOptions());
+    return true;
+  }, () => ({ loss, metrics: means.result() }));
 }
 
 /**
@@ -224,23 +229,16 @@ export async function sftUpdate(model: VisionLanguageModel, optimizer: Optimizer
   o: { microBatchTokens: number; maxGradNorm?: number | undefined; parallel?: ParallelUpdate | undefined }): Promise<UpdateResult> {
   const tokens = o.parallel?.whole.tokens ?? sequences.reduce((n, s) => n + s.responseIds.length, 0);
   let loss = 0;
-  model.zeroGrad();
-  const buckets = o.parallel?.dp.gradientBuckets(model);
-  try {
-    const micros = microBatches(sequences, sequenceTokens, o.microBatchTokens);
-    for (const [i, micro] of micros.entries()) {
-      const f = await model.forward(packSequences(micro), { grad: true });
-      const nll = -f.logprobs.reduce((x, y) => x + y, 0) / tokens;
-      loss += nll;
-      if (!Number.isFinite(nll)) {
-        f.dispose();
-        break;
-      }
-      await f.backward({ dLogprobs: new Float32Array(f.logprobs.length).fill(-1 / tokens) }, await backwardOptions(buckets, i === micros.length - 1));
+  const r = await runUpdate(model, optimizer, sequences, o, async (micro, backwardOptions) => {
+    const f = await model.forward(packSequences(micro), { grad: true });
+    const nll = -f.logprobs.reduce((x, y) => x + y, 0) / tokens;
+    loss += nll;
+    if (!Number.isFinite(nll)) {
+      f.dispose();
+      return false;
     }
-    const step = await finishStep(model, optimizer, { loss, metrics: {} }, o.maxGradNorm, o.parallel, buckets);
-    return { loss: step.loss, gradNorm: step.gradNorm, skipped: step.skipped, metrics: { tokens } };
-  } finally {
-    buckets?.dispose();
-  }
+    await f.backward({ dLogprobs: new Float32Array(f.logprobs.length).fill(-1 / tokens) }, await backwardOptions());
+    return true;
+  }, () => ({ loss, metrics: {} }));
+  return { ...r, metrics: { tokens } };
 }

@@ -2,7 +2,7 @@
 // thread, then one queued work item on the tensors' engine stream that takes part in the
 // exchange in its turn: MPI for CPU engines, NCCL (nccl.h) for CUDA engines. In a world of one
 // they are the identity (all-gather and reduce-scatter return a copy), still queued in order.
-#include <condition_variable>
+#include <future>
 #include <mutex>
 #include <string>
 
@@ -73,171 +73,145 @@ void exchange(CollectiveRun& run, const Tensor& on, Stream& via, const std::vect
         run.check(status, err);
       },
       [&](Stream&) {
-        Stream& s = via;
         nccl::Group group{on.device().index, run.info().rank, run.info().size, [&](void* data, size_t bytes) {
                             run.check(mpi().broadcast(data, static_cast<int64_t>(bytes), R1V_MPI_BYTE, 0,
                                                       run.deadline_ns(), err, sizeof err),
                                       err);
                           }};
         std::string message;
-        int status = nccl::run(group, launch, s.cuda_stream(), run.deadline_ns(), &message);
+        int status = nccl::run(group, launch, via.cuda_stream(), run.deadline_ns(), &message);
         keep_after(status, keep);
         run.check(status, message.c_str());
       });
+}
+
+// What the ranks agree on for a collective whose first input is `first`.
+Agreement agreement_for(const Tensor& first, int64_t count, int64_t root) {
+  return {first.device().is_cpu() ? 0 : 1, static_cast<int64_t>(first.dtype()), count, root};
+}
+
+// A collective's part once its work runs: waits for its turn, agrees with the other ranks, then
+// (unless some rank's input carries an error) runs the exchange.
+template <typename Exchange>
+void take_part(Communicator& comm, const TurnPtr& turn, const char* name, const Agreement& agreement, bool input_error,
+               Exchange&& body) {
+  CollectiveRun run(comm, turn, name, agreement.count, dtype_name(static_cast<DType>(agreement.dtype)));
+  if (run.agree(agreement, input_error)) return;
+  body(run);
 }
 
 // Queues a collective's work on the engine of inputs[0]: the turn is taken now, the agreement and
 // the exchange happen when the stream reaches it.
 template <typename Exchange>
 void queue(Communicator& comm, const char* name, const std::vector<Tensor>& inputs, const std::vector<Tensor>& outputs,
-           Agreement agreement, Exchange&& body) {
+           const Agreement& agreement, Exchange&& body) {
   TurnPtr turn = comm.take_turn();
-  const Tensor& first = inputs[0];
-  agreement.device_kind = first.device().is_cpu() ? 0 : 1;
-  agreement.dtype = static_cast<int64_t>(first.dtype());
-  const char* dtype = dtype_name(first.dtype());
-  enqueue_op_seeing_errors(first.context(), inputs, outputs,
-                           [&comm, turn, name, agreement, dtype, body](const WorkErrorPtr& input_error) {
-                             CollectiveRun run(comm, turn, name, agreement.count, dtype);
-                             if (run.agree(agreement, input_error != nullptr)) return;
-                             body(run);
+  enqueue_op_seeing_errors(inputs[0].context(), inputs, outputs,
+                           [&comm, turn, name, agreement, body](const WorkErrorPtr& input_error) {
+                             take_part(comm, turn, name, agreement, input_error != nullptr, body);
                            });
 }
 
 bool single(const Communicator& comm) { return comm.info().backend == CommBackend::Single; }
 
+void check_reduce_list(const char* fn, const std::vector<Tensor>& tensors) {
+  check_list(fn, tensors);
+  for (size_t i = 0; i < tensors.size(); ++i) check_reducible(fn, tensors[i], concat("tensors[", i, "]").c_str());
+}
+
+// The exchange of an all-reduce of `tensors` in place, NCCL launched on `via`.
+void all_reduce_each(CollectiveRun& run, const std::vector<Tensor>& tensors, ReduceOp op, Stream& via) {
+  for (const Tensor& t : tensors) {
+    exchange(
+        run, t, via, tensors,
+        [&](char* err) {
+          return mpi().all_reduce(t.data(), t.numel(), mpi_type(t.dtype()), mpi_op(op), run.deadline_ns(), err,
+                                  kErrSize);
+        },
+        {nccl::Kind::AllReduce, t.data(), t.data(), static_cast<size_t>(t.numel()), t.dtype(), op});
+  }
+}
+
 }  // namespace
 
 void Communicator::all_reduce(const std::vector<Tensor>& tensors, ReduceOp op) {
   const char* fn = "allReduce";
-  check_list(fn, tensors);
-  for (size_t i = 0; i < tensors.size(); ++i) check_reducible(fn, tensors[i], concat("tensors[", i, "]").c_str());
+  check_reduce_list(fn, tensors);
   if (single(*this)) return enqueue_op(tensors[0].context(), tensors, tensors, [] {});
   check_usable(fn);
-  queue(*this, fn, tensors, tensors, {0, 0, total_numel(tensors), 0}, [tensors, op](CollectiveRun& run) {
-    for (const Tensor& t : tensors) {
-      exchange(
-          run, t, t.context()->stream(), tensors,
-          [&](char* err) {
-            return mpi().all_reduce(t.data(), t.numel(), mpi_type(t.dtype()), mpi_op(op), run.deadline_ns(), err,
-                                    kErrSize);
-          },
-          {nccl::Kind::AllReduce, t.data(), t.data(), static_cast<size_t>(t.numel()), t.dtype(), op});
-    }
-  });
+  queue(*this, fn, tensors, tensors, agreement_for(tensors[0], total_numel(tensors), 0),
+        [tensors, op](CollectiveRun& run) { all_reduce_each(run, tensors, op, tensors[0].context()->stream()); });
 }
 
 // ---------------------------------------------------------------- overlapped all-reduce
 
 namespace {
 
-// A one-time mark between threads: fired by the work that carries it, with the CUDA event of that
-// point (null on the CPU) or an error; fired as dropped when that work is destroyed unrun (an
-// engine torn down), so no one waits for it forever.
-class Signal {
- public:
-  void fire(void* event, WorkErrorPtr error, bool dropped = false) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (fired_) return;
-    fired_ = true;
-    event_ = event;
-    error_ = std::move(error);
-    dropped_ = dropped;
-    cv_.notify_all();
-  }
-  // Blocks until fired; false when dropped. event and error as fired.
-  bool wait(void** event, WorkErrorPtr* error) {
-    std::unique_lock<std::mutex> lock(mutex_);
-    cv_.wait(lock, [&] { return fired_; });
-    if (event) *event = event_;
-    if (error) *error = error_;
-    return !dropped_;
-  }
-
- private:
-  std::mutex mutex_;
-  std::condition_variable cv_;
-  bool fired_ = false;
-  bool dropped_ = false;
-  void* event_ = nullptr;
-  WorkErrorPtr error_;
-};
-
-// Held (shared) by the work that fires the signal; its destruction fires it as dropped if the
-// work never ran.
-struct SignalGuard {
-  explicit SignalGuard(std::shared_ptr<Signal> s) : signal(std::move(s)) {}
-  ~SignalGuard() { signal->fire(nullptr, nullptr, true); }
-  SignalGuard(const SignalGuard&) = delete;
-  SignalGuard& operator=(const SignalGuard&) = delete;
-  std::shared_ptr<Signal> signal;
+// A mark between threads is a std::promise held (shared) by the work that sets it: work destroyed
+// unrun (an engine torn down) breaks it (std::future_error), so no one waits for it forever.
+// The engine's stream marks where the inputs' producers have run: the CUDA event recorded after
+// their kernels (null on the CPU), or the error of recording it.
+struct Mark {
+  void* event = nullptr;
+  WorkErrorPtr error;
 };
 
 }  // namespace
 
 struct Communicator::Started {
   std::vector<Tensor> tensors;
-  std::shared_ptr<Signal> done = std::make_shared<Signal>();
+  std::shared_future<WorkErrorPtr> done;  // the exchange's error, null when it succeeded
 };
 
 uint64_t Communicator::all_reduce_start(const std::vector<Tensor>& tensors, ReduceOp op) {
   const char* fn = "allReduce";
-  check_list(fn, tensors);
-  for (size_t i = 0; i < tensors.size(); ++i) check_reducible(fn, tensors[i], concat("tensors[", i, "]").c_str());
+  check_reduce_list(fn, tensors);
   auto started = std::make_shared<Started>();
   started->tensors = tensors;
+  auto done = std::make_shared<std::promise<WorkErrorPtr>>();
+  started->done = done->get_future().share();
   if (single(*this)) {
-    started->done->fire(nullptr, nullptr);  // nothing to exchange: wait() only keeps the order
+    done->set_value(nullptr);  // nothing to exchange: wait() only keeps the order
   } else {
     check_usable(fn);
     const std::shared_ptr<Context>& ctx = tensors[0].context();
     Stream* stream = &ctx->stream();
     Stream* side = &ctx->side_stream();
-    // On the engine's stream: the tensors' producers have run (CUDA: an event after their kernels).
-    auto ready = std::make_shared<SignalGuard>(std::make_shared<Signal>());
+    auto ready = std::make_shared<std::promise<Mark>>();
+    std::shared_future<Mark> marked = ready->get_future().share();
     stream->enqueue([stream, ready] {
       try {
-        ready->signal->fire(stream->record_event(), nullptr);
+        ready->set_value({stream->record_event(), nullptr});
       } catch (...) {
-        ready->signal->fire(nullptr, std::make_shared<WorkError>(std::current_exception()));
+        ready->set_value({nullptr, std::make_shared<WorkError>(std::current_exception())});
       }
     });
     // On the side stream, once marked: the exchange, in its turn (taken now).
     TurnPtr turn = take_turn();
-    auto done = std::make_shared<SignalGuard>(started->done);
-    const Agreement agreement{tensors[0].device().is_cpu() ? 0 : 1, static_cast<int64_t>(tensors[0].dtype()),
-                              total_numel(tensors), 0};
-    const char* dtype = dtype_name(tensors[0].dtype());
-    side->enqueue([this, side, ready, turn, done, tensors, op, agreement, fn, dtype] {
-      void* event = nullptr;
-      WorkErrorPtr input_error;
-      if (!ready->signal->wait(&event, &input_error)) return;  // the engine is being torn down
-      WorkErrorPtr error;
+    const Agreement agreement = agreement_for(tensors[0], total_numel(tensors), 0);
+    side->enqueue([this, side, marked, turn, done, tensors, op, agreement, fn] {
+      Mark mark;
       try {
-        side->wait_event(event);
+        mark = marked.get();
+      } catch (const std::future_error&) {
+        return;  // the engine is being torn down (done breaks as this work ends)
+      }
+      WorkErrorPtr error, input_error = mark.error;
+      try {
+        side->wait_event(mark.event);
         for (const Tensor& t : tensors) {
           if (input_error) break;
           input_error = t.error();
         }
-        CollectiveRun run(*this, turn, fn, agreement.count, dtype);
-        if (!run.agree(agreement, input_error != nullptr)) {
-          for (const Tensor& t : tensors) {
-            exchange(
-                run, t, *side, tensors,
-                [&](char* err) {
-                  return mpi().all_reduce(t.data(), t.numel(), mpi_type(t.dtype()), mpi_op(op), run.deadline_ns(),
-                                          err, kErrSize);
-                },
-                {nccl::Kind::AllReduce, t.data(), t.data(), static_cast<size_t>(t.numel()), t.dtype(), op});
-          }
-        }
+        take_part(*this, turn, fn, agreement, input_error != nullptr,
+                  [&](CollectiveRun& run) { all_reduce_each(run, tensors, op, *side); });
       } catch (...) {
         error = std::make_shared<WorkError>(std::current_exception());
       }
       if (!error) error = input_error;
       if (error)
         for (const Tensor& t : tensors) t.set_error(error);
-      done->signal->fire(nullptr, error);
+      done->set_value(error);
     });
   }
   std::lock_guard<std::mutex> lock(started_mutex_);
@@ -252,7 +226,7 @@ void Communicator::wait(uint64_t id) {
     std::lock_guard<std::mutex> lock(started_mutex_);
     auto it = started_.find(id);
     if (it == started_.end())
-      fail(ErrorCode::Argument, "wait: no started collective ", id, " (each is waited for once)");
+      fail(ErrorCode::Argument, "wait: collective ", id, " was already waited for, or never started");
     started = it->second;
     for (size_t i = 0; i < started->tensors.size(); ++i)
       check_live("wait", started->tensors[i], concat("tensors[", i, "]").c_str());
@@ -261,9 +235,12 @@ void Communicator::wait(uint64_t id) {
   Stream* stream = &started->tensors[0].context()->stream();
   stream->enqueue([stream, started] {
     WorkErrorPtr error;
-    if (!started->done->wait(nullptr, &error) && !error)
+    try {
+      error = started->done.get();
+    } catch (const std::future_error&) {
       error = std::make_shared<WorkError>(std::make_exception_ptr(
           Error(ErrorCode::Distributed, "allReduce: the overlapped exchange was dropped (engine torn down)")));
+    }
     if (!error) return;
     for (const Tensor& t : started->tensors) t.set_error(error);
     stream->keep_error(error);
@@ -277,7 +254,7 @@ void Communicator::broadcast(const std::vector<Tensor>& tensors, int root) {
     fail(ErrorCode::Argument, fn, ": root must be a rank in [0, ", info_.size, "), got ", root);
   if (single(*this)) return enqueue_op(tensors[0].context(), tensors, tensors, [] {});
   check_usable(fn);
-  queue(*this, fn, tensors, tensors, {0, 0, total_numel(tensors), root}, [tensors, root](CollectiveRun& run) {
+  queue(*this, fn, tensors, tensors, agreement_for(tensors[0], total_numel(tensors), root), [tensors, root](CollectiveRun& run) {
     for (const Tensor& t : tensors) {
       exchange(
           run, t, t.context()->stream(), tensors,
@@ -299,7 +276,7 @@ Tensor Communicator::all_gather(const Tensor& x) {
   Shape shape = x.shape();
   shape[0] *= info_.size;
   Tensor out = Tensor::empty(x.context(), shape, x.dtype());
-  queue(*this, fn, {x}, {out}, {0, 0, x.numel(), 0}, [x, out](CollectiveRun& run) {
+  queue(*this, fn, {x}, {out}, agreement_for(x, x.numel(), 0), [x, out](CollectiveRun& run) {
     exchange(
         run, x, x.context()->stream(), {x, out},
         [&](char* err) {
@@ -323,7 +300,7 @@ Tensor Communicator::reduce_scatter(const Tensor& x, ReduceOp op) {
   Shape shape = x.shape();
   shape[0] /= info_.size;
   Tensor out = Tensor::empty(x.context(), shape, x.dtype());
-  queue(*this, fn, {x}, {out}, {0, 0, x.numel(), 0}, [x, out, op](CollectiveRun& run) {
+  queue(*this, fn, {x}, {out}, agreement_for(x, x.numel(), 0), [x, out, op](CollectiveRun& run) {
     exchange(
         run, x, x.context()->stream(), {x, out},
         [&](char* err) {
